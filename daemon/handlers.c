@@ -250,18 +250,24 @@ HANDLER(handle_container_update) {
         return reply(req, r, &e, 200, result);
 }
 
+/* Collects every args= query value, each split on blanks, in order. */
+static enum MHD_Result collect_args(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        json_t *argv = cls;
+        if (!key || !streq(key, "args") || !value)
+                return MHD_YES;
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+        for (char *w = copy ? strtok_r(copy, " \t", &save) : NULL; w; w = strtok_r(NULL, " \t", &save))
+                json_array_append_new(argv, json_string(w));
+        return MHD_YES;
+}
+
 HANDLER(handle_container_ps) {
         kd_error_t e = { 0 };
         const char *format = request_query(req, "format");
-        const char *args = request_query(req, "args");
         _cleanup_json_ json_t *argv = json_array();
         json_t *result = NULL;
-        if (args) {
-                _cleanup_free_ char *copy = strdup(args);
-                char *save = NULL;
-                for (char *w = copy ? strtok_r(copy, " \t", &save) : NULL; w; w = strtok_r(NULL, " \t", &save))
-                        json_array_append_new(argv, json_string(w));
-        }
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, collect_args, argv);
         int r = manager_container_ps(k->manager, SID, CID, format, argv, &e, &result);
         if (r >= 0 && format && streq(format, "table")) {
                 enum MHD_Result m = respond_text(req, 200, json_get_string(result, "Output") ?: "");
