@@ -494,9 +494,8 @@ static void guest_rearm(mock_guest_t *g) {
         evtimer_add(g->timer, &tv);
 }
 
-static void guest_tick(evutil_socket_t fd, short what, void *userdata) {
-        mock_guest_t *g = userdata;
-        pthread_mutex_lock(&g->lock);
+/* Ends the processes whose time is up, as the guest would have; lock held. */
+static bool guest_expire(mock_guest_t *g) {
         int64_t now = now_realtime_ns();
         bool changed = false;
         for (mock_container_t *c = g->containers; c; c = c->next)
@@ -507,6 +506,13 @@ static void guest_tick(evutil_socket_t fd, short what, void *userdata) {
                         }
         if (changed)
                 guest_save(g);
+        return changed;
+}
+
+static void guest_tick(evutil_socket_t fd, short what, void *userdata) {
+        mock_guest_t *g = userdata;
+        pthread_mutex_lock(&g->lock);
+        guest_expire(g);
         json_t *events = g->events;
         g->events = json_array();
         size_t n = 0;
@@ -816,7 +822,7 @@ static int call_exec_process(call_t *call) {
                 return fail(call, -EINVAL, "ExecID and Cmd.Args are required");
         if (c->state != C_RUNNING)
                 return fail(call, -EBUSY, "container %s is %s, not running", c->id, cstate_names[c->state]);
-        if (streq(exec_id, c->id) || find_process(c, exec_id) != c->processes)
+        if (streq(exec_id, c->id) || find_process(c, exec_id))
                 return fail(call, -EEXIST, "process %s already exists", exec_id);
         program_t prog;
         r = program_parse(args, &prog);
@@ -1151,6 +1157,8 @@ static int mock_agent_call(agent_t *base, const char *method, json_t *params, js
 
         pthread_mutex_lock(&g->lock);
         a->calls++;
+        if (!g->dead && guest_expire(g))
+                guest_rearm(g);
         if (a->closed || g->dead)
                 r = fail(&call, -ESHUTDOWN, "the agent connection is closed");
         else if (g->vm_paused && !streq(method, "WaitProcess"))
