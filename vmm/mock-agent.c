@@ -362,9 +362,7 @@ static json_t *process_to_json(const mock_process_t *p) {
                          (json_int_t) p->pending, "Args", p->args, "Output", p->output);
 }
 
-static int guest_save(mock_guest_t *g) {
-        if (g->dead)
-                return 0;
+static int guest_save_to(mock_guest_t *g, const char *path) {
         _cleanup_json_ json_t *containers = json_array();
         if (!containers)
                 return -ENOMEM;
@@ -382,10 +380,14 @@ static int guest_save(mock_guest_t *g) {
         _cleanup_free_ char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
         if (!text)
                 return -ENOMEM;
-        int r = write_file_atomic(g->path, text, strlen(text), 0600);
+        int r = write_file_atomic(path, text, strlen(text), 0600);
         if (r < 0)
-                log_error_errno(r, "Failed to save mock VM state %s: %m", g->path);
+                log_error_errno(r, "Failed to save mock VM state %s: %m", path);
         return r;
+}
+
+static int guest_save(mock_guest_t *g) {
+        return g->dead ? 0 : guest_save_to(g, g->path);
 }
 
 static int process_from_json(json_t *j, mock_process_t **ret) {
@@ -425,9 +427,9 @@ static int process_from_json(json_t *j, mock_process_t **ret) {
         return 0;
 }
 
-static int guest_load(mock_guest_t *g) {
+static int guest_load_from(mock_guest_t *g, const char *path) {
         _cleanup_free_ char *text = NULL;
-        int r = read_file(g->path, 64u * 1024 * 1024, &text, NULL);
+        int r = read_file(path, 64u * 1024 * 1024, &text, NULL);
         if (r == -ENOENT)
                 return -ESRCH;
         if (r < 0)
@@ -469,6 +471,10 @@ static int guest_load(mock_guest_t *g) {
                         return -EBADMSG;
         }
         return 0;
+}
+
+static int guest_load(mock_guest_t *g) {
+        return guest_load_from(g, g->path);
 }
 
 /* ---- timers and event delivery (on the loop thread) ---- */
@@ -546,7 +552,7 @@ static void guest_tick(evutil_socket_t fd, short what, void *userdata) {
 
 /* ---- lifecycle ---- */
 
-int mock_guest_open(mock_vmm_t *vmm, const char *id, bool create, mock_guest_t **ret) {
+static int guest_open(mock_vmm_t *vmm, const char *id, bool create, const char *template_path, mock_guest_t **ret) {
         pthread_mutex_lock(&vmm->lock);
         for (mock_guest_t *g = vmm->guests; g; g = g->next)
                 if (streq(g->id, id) && !g->dead) {
@@ -573,7 +579,13 @@ int mock_guest_open(mock_vmm_t *vmm, const char *id, bool create, mock_guest_t *
                 g->path = NULL;
         g->timer = evtimer_new(vmm->loop, guest_tick, g);
         int r = (!g->events || !g->path || !g->timer) ? -ENOMEM : 0;
-        if (r == 0)
+        if (r == 0 && template_path) {
+                r = guest_load_from(g, template_path);
+                if (r == -ESRCH)
+                        r = -ENOENT;
+                if (r >= 0)
+                        r = guest_save(g);
+        } else if (r == 0)
                 r = create ? guest_save(g) : guest_load(g);
         if (r < 0) {
                 g->dead = true;
@@ -589,6 +601,21 @@ int mock_guest_open(mock_vmm_t *vmm, const char *id, bool create, mock_guest_t *
         pthread_mutex_unlock(&g->lock);
         *ret = g;
         return 0;
+}
+
+int mock_guest_open(mock_vmm_t *vmm, const char *id, bool create, mock_guest_t **ret) {
+        return guest_open(vmm, id, create, NULL, ret);
+}
+
+int mock_guest_clone(mock_vmm_t *vmm, const char *id, const char *template_path, mock_guest_t **ret) {
+        return guest_open(vmm, id, true, template_path, ret);
+}
+
+int mock_guest_save_to(mock_guest_t *g, const char *path) {
+        pthread_mutex_lock(&g->lock);
+        int r = g->dead ? -ESHUTDOWN : !g->vm_paused ? -EBUSY : guest_save_to(g, path);
+        pthread_mutex_unlock(&g->lock);
+        return r;
 }
 
 mock_guest_t *mock_guest_ref(mock_guest_t *g) {

@@ -32,6 +32,10 @@ struct mock_vmm {
 /* Loads the guest of VM id from its state file, or creates a fresh one when create is set.
  * Returns a new reference. -ESRCH when the state file is gone (the VM is not running). */
 int mock_guest_open(mock_vmm_t *vmm, const char *id, bool create, mock_guest_t **ret);
+/* Creates the guest of VM id as a copy of the guest state saved at template_path. */
+int mock_guest_clone(mock_vmm_t *vmm, const char *id, const char *template_path, mock_guest_t **ret);
+/* Writes the guest state to path (a template); the guest must be paused. */
+int mock_guest_save_to(mock_guest_t *g, const char *path);
 mock_guest_t *mock_guest_ref(mock_guest_t *g);
 void mock_guest_unref(mock_guest_t *g);
 /* Kills every process, wakes every waiter with -ESHUTDOWN and removes the state file. */

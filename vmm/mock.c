@@ -77,6 +77,32 @@ static int mock_attach(vmm_t *vmm, const char *id, json_t *handle, vm_t **ret) {
         return r;
 }
 
+static int mock_boot_from_template(vmm_t *vmm, const char *template_dir, const vm_config_t *config, vm_t **ret) {
+        mock_vmm_t *m = (mock_vmm_t *) vmm;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/mock-guest.json", template_dir);
+        mock_guest_t *g;
+        int r = mock_guest_clone(m, config->id, path, &g);
+        if (r < 0)
+                return r;
+        /* A template is saved paused; the clone runs. */
+        r = mock_guest_set_vm_paused(g, false);
+        if (r >= 0)
+                r = mock_vm_new(m, config->id, g, config->vcpus, config->memory_mib, ret);
+        if (r < 0) {
+                mock_guest_destroy(g);
+                mock_guest_unref(g);
+        }
+        return r;
+}
+
+static int mock_save_template(vm_t *base, const char *template_dir) {
+        mock_vm_t *vm = (mock_vm_t *) base;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/mock-guest.json", template_dir);
+        return mock_guest_save_to(vm->guest, path);
+}
+
 static json_t *mock_get_handle(vm_t *base) {
         mock_vm_t *vm = (mock_vm_t *) base;
         return json_pack("{s:s, s:s, s:i, s:i}", "Hypervisor", "mock", "StateFile", mock_guest_state_path(vm->guest),
@@ -140,6 +166,8 @@ static const vmm_ops_t mock_ops = {
         .name = "mock",
         .boot = mock_boot,
         .attach = mock_attach,
+        .boot_from_template = mock_boot_from_template,
+        .save_template = mock_save_template,
         .get_handle = mock_get_handle,
         .connect_agent = mock_connect_agent,
         .pause = mock_pause,

@@ -7,6 +7,8 @@ typedef struct vmm_ops {
         const char *name;
         int (*boot)(vmm_t *vmm, const vm_config_t *config, vm_t **ret);
         int (*attach)(vmm_t *vmm, const char *id, json_t *handle, vm_t **ret);
+        int (*boot_from_template)(vmm_t *vmm, const char *template_dir, const vm_config_t *config, vm_t **ret);
+        int (*save_template)(vm_t *vm, const char *template_dir);
         json_t *(*get_handle)(vm_t *vm);
         int (*connect_agent)(vm_t *vm, agent_t **ret);
         int (*pause)(vm_t *vm);

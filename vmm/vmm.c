@@ -26,6 +26,18 @@ int vmm_attach(vmm_t *vmm, const char *id, json_t *handle, vm_t **ret) {
         return vmm->ops->attach(vmm, id, handle, ret);
 }
 
+int vmm_boot_from_template(vmm_t *vmm, const char *template_dir, const vm_config_t *config, vm_t **ret) {
+        if (!vmm->ops->boot_from_template)
+                return -EOPNOTSUPP;
+        return vmm->ops->boot_from_template(vmm, template_dir, config, ret);
+}
+
+int vm_save_template(vm_t *vm, const char *template_dir) {
+        if (!vm->vmm->ops->save_template)
+                return -EOPNOTSUPP;
+        return vm->vmm->ops->save_template(vm, template_dir);
+}
+
 json_t *vm_get_handle(vm_t *vm) {
         return vm->vmm->ops->get_handle(vm);
 }

@@ -44,6 +44,10 @@ int vmm_boot(vmm_t *vmm, const vm_config_t *config, vm_t **ret);
 /* Re-attaches to a running VM from a stored handle; -ESRCH when the VM is gone. */
 int vmm_attach(vmm_t *vmm, const char *id, json_t *handle, vm_t **ret);
 
+/* Boots a VM from a template saved by vm_save_template: the guest's memory and device state are
+ * cloned instead of booted. -EOPNOTSUPP where the hypervisor cannot. */
+int vmm_boot_from_template(vmm_t *vmm, const char *template_dir, const vm_config_t *config, vm_t **ret);
+
 /* The JSON to store so that vmm_attach can find this VM again (new reference). */
 json_t *vm_get_handle(vm_t *vm);
 /* Connects to the guest agent; the VM keeps ownership of nothing: the caller closes the agent. */
@@ -54,6 +58,9 @@ int vm_resume(vm_t *vm);
 int vm_stats(vm_t *vm, json_t **ret);
 /* Hotplugs a device described by JSON; -EOPNOTSUPP where the hypervisor cannot. */
 int vm_hotplug(vm_t *vm, json_t *device, json_t **ret);
+/* Saves the paused VM's memory and device state into template_dir (which exists), for
+ * vmm_boot_from_template. The VM stays paused. */
+int vm_save_template(vm_t *vm, const char *template_dir);
 /* Ends the VM and removes everything it left (sockets, state); frees vm. */
 int vm_stop(vm_t *vm, bool force);
 /* Drops katad's handles; the VM keeps running; frees vm. Accepts NULL. */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/manager.h"
+#include "vmm/vmm.h"
 #include "json-util.h"
 #include "log.h"
 #include "util.h"
@@ -370,6 +371,36 @@ START_TEST(test_slow_boot_does_not_block_others) {
 }
 END_TEST
 
+START_TEST(test_mock_template_clone) {
+        env_t *env = env_new(0);
+        char run[128], tmpl[128];
+        snprintf(run, sizeof run, "%s/run", env->dir);
+        snprintf(tmpl, sizeof tmpl, "%s/template", env->dir);
+        ck_assert_int_eq(mkdir_p(run, 0700), 0);
+        ck_assert_int_eq(mkdir_p(tmpl, 0700), 0);
+        vm_config_t cfg = { .id = "tmpl", .run_dir = run, .vcpus = 1, .memory_mib = 128 };
+        vm_t *vm = NULL, *clone = NULL;
+        ck_assert_int_eq(vmm_boot(env->mock, &cfg, &vm), 0);
+        /* A template is taken from a paused VM only. */
+        ck_assert_int_eq(vm_save_template(vm, tmpl), -EBUSY);
+        ck_assert_int_eq(vm_pause(vm), 0);
+        ck_assert_int_eq(vm_save_template(vm, tmpl), 0);
+        vm_config_t cfg2 = { .id = "clone", .run_dir = run, .vcpus = 1, .memory_mib = 128 };
+        ck_assert_int_eq(vmm_boot_from_template(env->mock, tmpl, &cfg2, &clone), 0);
+        agent_t *agent = NULL;
+        ck_assert_int_eq(vm_connect_agent(clone, &agent), 0);
+        json_t *res = NULL;
+        ck_assert_int_eq(agent_call(agent, "Ping", NULL, &res, NULL), 0);
+        ck_assert_int_eq(json_get_int(res, "Version", 0), 1);
+        json_decref(res);
+        agent_close(agent);
+        ck_assert_int_eq(vm_stop(clone, true), 0);
+        ck_assert_int_eq(vm_stop(vm, true), 0);
+        ck_assert_int_eq(vmm_boot_from_template(env->mock, "/nonexistent", &cfg2, &clone), -ENOENT);
+        env_free(env);
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("manager");
         TCase *tc = tcase_create("mock");
@@ -381,6 +412,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_interrupted_create_is_undone);
         tcase_add_test(tc, test_validation);
         tcase_add_test(tc, test_slow_boot_does_not_block_others);
+        tcase_add_test(tc, test_mock_template_clone);
         suite_add_tcase(s, tc);
         return s;
 }
