@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,11 +127,15 @@ int read_file(const char *path, size_t max, char **ret_data, size_t *ret_len) {
 }
 
 static int rm_rf_at(int parent_fd, const char *name) {
-        struct stat st;
-        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        struct statx stx;
+        if (statx(parent_fd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) < 0)
                 return errno == ENOENT ? 0 : -errno;
-        if (!S_ISDIR(st.st_mode))
+        if (!S_ISDIR(stx.stx_mode))
                 return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+        /* Never descend into another mount (a bind-mounted rootfs, say): that would delete what
+         * belongs to someone else. The caller unmounts first. */
+        if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+                return -EBUSY;
         int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;

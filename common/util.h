@@ -19,7 +19,8 @@ int mkdir_p(const char *path, mode_t mode);
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Reads a whole file (at most max bytes, else -EFBIG) into a NUL-terminated buffer. */
 int read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
-/* Removes a directory tree without following symlinks; a missing path is fine. */
+/* Removes a directory tree without following symlinks and without entering other mounts (-EBUSY
+ * when one is in the way, after removing what it could); a missing path is fine. */
 int rm_rf(const char *path);
 
 /* Wall clock in nanoseconds, and monotonic clock in nanoseconds. */

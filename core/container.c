@@ -9,6 +9,7 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "schema.h"
+#include "share.h"
 
 #define KILL_WAIT_MS 10000
 
@@ -56,9 +57,39 @@ int container_create_in_guest(sandbox_t *sb, container_t *c, kd_error_t *e) {
         int r = sandbox_ensure_vm(sb, e);
         if (r < 0)
                 return r;
-        return call(sb, "CreateContainer",
-                    json_pack("{s:s, s:s, s:O}", "SandboxID", sb->id, "ContainerID", c->id, "Config", c->config),
-                    NULL, e, c->id);
+        const char *hostname = json_get_string(sb->config, "Hostname");
+        char share[4096];
+        if (!sandbox_share_dir(sb, share, sizeof share))
+                return call(sb, "CreateContainer",
+                            json_pack("{s:s, s:s, s:O, s:s}", "SandboxID", sb->id, "ContainerID", c->id, "Config",
+                                      c->config, "Hostname", strempty(hostname) ? sb->id : hostname),
+                            NULL, e, c->id);
+
+        if (strempty(rootfs_path(c->config)))
+                return kd_error_set(e, -EINVAL, "invalid_field", "container \"%s\" needs a RootFs on hypervisor %s",
+                                    c->id, sb->hypervisor);
+        _cleanup_json_ json_t *guest_config = NULL;
+        _cleanup_free_ char *guest_rootfs = NULL;
+        r = share_setup(share);
+        if (r >= 0)
+                r = share_container(share, c->id, c->config, &guest_config, &guest_rootfs);
+        if (r < 0)
+                return kd_error_set(e, r, r == -ENOENT || r == -ENOTDIR ? "invalid_field" : "internal",
+                                    "cannot share the rootfs and mounts of container \"%s\" with the VM: %s", c->id,
+                                    strerror(-r));
+        r = call(sb, "CreateContainer",
+                 json_pack("{s:s, s:s, s:O, s:s, s:s}", "SandboxID", sb->id, "ContainerID", c->id, "Config",
+                           guest_config, "Rootfs", guest_rootfs, "Hostname", strempty(hostname) ? sb->id : hostname),
+                 NULL, e, c->id);
+        if (r < 0)
+                unshare_container(share, c->id);
+        return r;
+}
+
+void container_unshare(sandbox_t *sb, container_t *c) {
+        char share[4096];
+        if (sandbox_share_dir(sb, share, sizeof share))
+                unshare_container(share, c->id);
 }
 
 int container_start_locked(sandbox_t *sb, container_t *c, const kd_caller_t *who, kd_error_t *e) {
@@ -371,6 +402,7 @@ int manager_container_delete(manager_t *m, const char *sid, const char *cid, boo
                 if (r < 0 && e->status != 404)
                         goto out;
         }
+        container_unshare(sb, c);
         pthread_mutex_lock(&sb->mu);
         r = unpersist_container(sb, c);
         if (r >= 0) {

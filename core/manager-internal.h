@@ -119,6 +119,9 @@ void waiter_close(manager_t *m, agent_t *agent);
  * operation it is. sandbox_read_end releases both. */
 int sandbox_read_begin(manager_t *m, const char *sid, kd_error_t *e, sandbox_t **ret);
 void sandbox_read_end(sandbox_t *sb);
+/* The sandbox's share directory (RUN_DIR/sandboxes/SID/shared) into buf; false when its
+ * hypervisor does not share files. */
+bool sandbox_share_dir(sandbox_t *sb, char *buf, size_t size);
 /* Boots a VM for sb and connects its agent (op held). */
 int sandbox_boot_vm(sandbox_t *sb, kd_error_t *e);
 /* sandbox.c: starts a ready or stopped sandbox and its containers (op held). */
@@ -129,3 +132,5 @@ int container_create_in_guest(sandbox_t *sb, container_t *c, kd_error_t *e);
 int container_start_locked(sandbox_t *sb, container_t *c, const kd_caller_t *who, kd_error_t *e);
 int container_stop_locked(sandbox_t *sb, container_t *c, bool force, int timeout_sec, const kd_caller_t *who,
                           kd_error_t *e);
+/* Removes the container's host paths from the sandbox share, if it has one. */
+void container_unshare(sandbox_t *sb, container_t *c);

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "schema.h"
+#include "share.h"
 
 #define RECORD_VERSION 1
 
@@ -676,6 +677,9 @@ static int load_sandbox(manager_t *m, json_t *rec) {
                 vm_t *v = NULL;
                 if (sb->vm_handle && vmm && vmm_attach(vmm, sid, sb->vm_handle, &v) >= 0)
                         vm_stop(v, true);
+                char share[4096];
+                if (sandbox_share_dir(sb, share, sizeof share))
+                        share_teardown(share);
                 unpersist_sandbox(sb);
                 char dir[4096];
                 snprintf(dir, sizeof dir, "%s/sandboxes/%s", m->run_dir, sid);
@@ -777,10 +781,21 @@ void manager_free(manager_t *m) {
 
 /* ---- sandbox creation (here because it builds the registry entry) ---- */
 
+bool sandbox_share_dir(sandbox_t *sb, char *buf, size_t size) {
+        vmm_t *vmm = factory_get_vmm(sb->m->factory, sb->hypervisor);
+        if (!vmm || !vmm_shares_files(vmm))
+                return false;
+        snprintf(buf, size, "%s/sandboxes/%s/shared", sb->m->run_dir, sb->id);
+        return true;
+}
+
 static int sandbox_rollback_create(sandbox_t *sb) {
         agent_close(TAKE_PTR(sb->agent));
         if (sb->vm)
                 vm_stop(TAKE_PTR(sb->vm), true);
+        char share[4096];
+        if (sandbox_share_dir(sb, share, sizeof share))
+                share_teardown(share);
         unpersist_sandbox(sb);
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/sandboxes/%s", sb->m->run_dir, sb->id);

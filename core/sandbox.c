@@ -8,6 +8,7 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "schema.h"
+#include "share.h"
 
 static int persist_everything(sandbox_t *sb) {
         store_t *s = sb->m->store;
@@ -119,6 +120,9 @@ static int sandbox_stop_locked(sandbox_t *sb, bool force, int timeout_sec, const
         r = vm_stop(TAKE_PTR(sb->vm), force);
         if (r < 0)
                 log_warning_errno(r, "Stopping the VM of sandbox %s: %m", sb->id);
+        char share[4096];
+        if (sandbox_share_dir(sb, share, sizeof share) && (r = share_teardown(share)) < 0)
+                log_warning_errno(r, "Removing the share of sandbox %s: %m", sb->id);
         pthread_mutex_lock(&sb->mu);
         json_decref(TAKE_PTR(sb->vm_handle));
         for (size_t i = 0; i < sb->n_containers; i++) {
@@ -270,6 +274,8 @@ int manager_sandbox_delete(manager_t *m, const char *sid, bool force, const kd_c
                 goto out;
         }
         char dir[4096];
+        if (sandbox_share_dir(sb, dir, sizeof dir))
+                share_teardown(dir);
         snprintf(dir, sizeof dir, "%s/sandboxes/%s", m->run_dir, sb->id);
         rm_rf(dir);
 

@@ -5,6 +5,7 @@
 
 typedef struct vmm_ops {
         const char *name;
+        bool shares_files;
         int (*boot)(vmm_t *vmm, const vm_config_t *config, vm_t **ret);
         int (*attach)(vmm_t *vmm, const char *id, json_t *handle, vm_t **ret);
         int (*boot_from_template)(vmm_t *vmm, const char *template_dir, const vm_config_t *config, vm_t **ret);

@@ -8,6 +8,10 @@ const char *vmm_name(const vmm_t *vmm) {
         return vmm->ops->name;
 }
 
+bool vmm_shares_files(const vmm_t *vmm) {
+        return vmm->ops->shares_files;
+}
+
 void vmm_set_exit_handler(vmm_t *vmm, vmm_exit_cb cb, void *userdata) {
         vmm->on_exit = cb;
         vmm->exit_userdata = userdata;

@@ -35,6 +35,9 @@ typedef void (*vmm_exit_cb)(const char *vm_id, void *userdata);
 int vmm_new_mock(const char *state_dir, const vmm_mock_options_t *options, vmm_t **ret);
 /* "qemu" or "mock". */
 const char *vmm_name(const vmm_t *vmm);
+/* True when the VMs of this hypervisor export RUN_DIR/shared to the guest (virtio-9p tag "katad",
+ * mounted by the agent at /run/katad/shared): containers' host paths must be bound there. */
+bool vmm_shares_files(const vmm_t *vmm);
 void vmm_set_exit_handler(vmm_t *vmm, vmm_exit_cb cb, void *userdata);
 /* Stops the vmm's own threads; VMs keep running. Accepts NULL. */
 void vmm_free(vmm_t *vmm);
