@@ -39,6 +39,8 @@ int config_init(katad_config_t *c) {
                 .stop_timeout_sec = 10,
                 .mock_boot_delay_ms = 0,
                 .event_history = 1024,
+                .root_ports = 4,
+                .boot_timeout_sec = 60,
         };
         c->socket_path = strdup("/run/katad/katad.sock");
         c->socket_group = strdup("");
@@ -46,7 +48,13 @@ int config_init(katad_config_t *c) {
         c->run_dir = strdup("/run/katad");
         c->hypervisor = strdup("mock");
         c->store = strdup("sqlite");
-        if (!c->socket_path || !c->socket_group || !c->state_dir || !c->run_dir || !c->hypervisor || !c->store) {
+        c->qemu_path = strdup("/usr/bin/qemu-system-x86_64");
+        c->accelerator = strdup("auto");
+        c->guest_kernel = strdup(DATADIR "/katad/guest/vmlinux");
+        c->guest_initrd = strdup(DATADIR "/katad/guest/initrd.img");
+        c->kernel_params = strdup("");
+        if (!c->socket_path || !c->socket_group || !c->state_dir || !c->run_dir || !c->hypervisor || !c->store ||
+            !c->qemu_path || !c->accelerator || !c->guest_kernel || !c->guest_initrd || !c->kernel_params) {
                 config_done(c);
                 return -ENOMEM;
         }
@@ -60,6 +68,11 @@ void config_done(katad_config_t *c) {
         free(c->run_dir);
         free(c->hypervisor);
         free(c->store);
+        free(c->qemu_path);
+        free(c->accelerator);
+        free(c->guest_kernel);
+        free(c->guest_initrd);
+        free(c->kernel_params);
         *c = (katad_config_t) { 0 };
 }
 
@@ -107,6 +120,23 @@ int config_set(katad_config_t *c, const char *section, const char *key, const ch
                 return set_uint(&c->default_vcpus, value, 256);
         if (IS("hypervisor", "memory_mib"))
                 return set_uint(&c->default_memory_mib, value, 1024 * 1024);
+        if (IS("hypervisor", "qemu"))
+                return set_string(&c->qemu_path, value);
+        if (IS("hypervisor", "accelerator")) {
+                if (!streq(value, "auto") && !streq(value, "kvm") && !streq(value, "tcg"))
+                        return -EINVAL;
+                return set_string(&c->accelerator, value);
+        }
+        if (IS("hypervisor", "root_ports"))
+                return set_uint(&c->root_ports, value, 32);
+        if (IS("hypervisor", "boot_timeout_sec"))
+                return set_uint(&c->boot_timeout_sec, value, 3600);
+        if (IS("guest", "kernel"))
+                return set_string(&c->guest_kernel, value);
+        if (IS("guest", "initrd"))
+                return set_string(&c->guest_initrd, value);
+        if (IS("guest", "kernel_params"))
+                return set_string(&c->kernel_params, value);
         if (IS("containers", "stop_timeout_sec"))
                 return set_uint(&c->stop_timeout_sec, value, 3600);
         if (IS("mock", "boot_delay_ms"))
@@ -169,10 +199,14 @@ void config_print(const katad_config_t *c, FILE *f) {
                 "[daemon]\nsocket = %s\nsocket_group = %s\nsocket_mode = %04o\nstate_dir = %s\nrun_dir = %s\n"
                 "log_level = %s\nmax_connections = %u\nmax_body_bytes = %zu\nevent_history = %u\n\n"
                 "[store]\nbackend = %s\n\n"
-                "[hypervisor]\ndefault = %s\nvcpus = %u\nmemory_mib = %u\n\n"
+                "[hypervisor]\ndefault = %s\nvcpus = %u\nmemory_mib = %u\nqemu = %s\naccelerator = %s\n"
+                "root_ports = %u\nboot_timeout_sec = %u\n\n"
+                "[guest]\nkernel = %s\ninitrd = %s\nkernel_params = %s\n\n"
                 "[containers]\nstop_timeout_sec = %u\n\n"
                 "[mock]\nboot_delay_ms = %u\n",
                 c->socket_path, c->socket_group, c->socket_mode, c->state_dir, c->run_dir,
                 log_level_to_string(c->log_level), c->max_connections, c->max_body_bytes, c->event_history, c->store,
-                c->hypervisor, c->default_vcpus, c->default_memory_mib, c->stop_timeout_sec, c->mock_boot_delay_ms);
+                c->hypervisor, c->default_vcpus, c->default_memory_mib, c->qemu_path, c->accelerator, c->root_ports,
+                c->boot_timeout_sec, c->guest_kernel, c->guest_initrd, c->kernel_params, c->stop_timeout_sec,
+                c->mock_boot_delay_ms);
 }

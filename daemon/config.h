@@ -20,6 +20,13 @@ typedef struct katad_config {
         unsigned default_memory_mib;
         unsigned stop_timeout_sec;
         unsigned mock_boot_delay_ms;
+        char *qemu_path;      /* the QEMU binary */
+        char *accelerator;    /* auto | kvm | tcg */
+        char *guest_kernel;   /* PVH vmlinux */
+        char *guest_initrd;   /* initrd whose /init is katad-agent */
+        char *kernel_params;  /* appended to the guest command line */
+        unsigned root_ports;  /* PCIe root ports reserved for hotplug */
+        unsigned boot_timeout_sec;
         unsigned event_history;
 } katad_config_t;
 
