@@ -43,8 +43,22 @@ int id_generate(char *ret, size_t size) {
         return 0;
 }
 
+/* mkdir that accepts an existing directory, but not an existing file of another kind. */
+static int mkdir_one(const char *path, mode_t mode) {
+        if (mkdir(path, mode) == 0)
+                return 0;
+        if (errno != EEXIST)
+                return -errno;
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
 int mkdir_p(const char *path, mode_t mode) {
         char buf[PATH_MAX];
+        if (!path || !*path)
+                return -EINVAL;
         if (strlen(path) >= sizeof buf)
                 return -ENAMETOOLONG;
         strcpy(buf, path);
@@ -52,13 +66,12 @@ int mkdir_p(const char *path, mode_t mode) {
                 if (*p != '/')
                         continue;
                 *p = 0;
-                if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                        return -errno;
+                int r = mkdir_one(buf, mode);
+                if (r < 0)
+                        return r;
                 *p = '/';
         }
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
+        return mkdir_one(buf, mode);
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {
@@ -95,14 +108,24 @@ int read_file(const char *path, size_t max, char **ret_data, size_t *ret_len) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return -errno;
-        size_t cap = 4096, len = 0;
+        size_t cap = max < 4096 ? max : 4096, len = 0;
         _cleanup_free_ char *buf = malloc(cap + 1);
         if (!buf)
                 return -ENOMEM;
         for (;;) {
                 if (len == cap) {
-                        if (cap >= max)
-                                return -EFBIG;
+                        if (cap >= max) {
+                                /* Full: the file fits only if nothing follows. */
+                                char probe;
+                                ssize_t n = read(fd, &probe, 1);
+                                if (n < 0 && errno == EINTR)
+                                        continue;
+                                if (n < 0)
+                                        return -errno;
+                                if (n > 0)
+                                        return -EFBIG;
+                                break;
+                        }
                         cap = cap * 2 > max ? max : cap * 2;
                         char *nb = realloc(buf, cap + 1);
                         if (!nb)
@@ -176,35 +199,72 @@ int64_t now_monotonic_ns(void) {
 }
 
 void format_rfc3339(int64_t ns, char *buf, size_t size) {
-        time_t sec = (time_t) (ns / 1000000000LL);
-        long frac = (long) (ns % 1000000000LL);
+        /* Floor division, so that times before 1970 have a positive fraction. */
+        int64_t sec = ns / 1000000000LL, frac = ns % 1000000000LL;
+        if (frac < 0) {
+                frac += 1000000000LL;
+                sec--;
+        }
+        time_t t = (time_t) sec;
         struct tm tm;
-        gmtime_r(&sec, &tm);
+        gmtime_r(&t, &tm);
         char base[32];
         strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(buf, size, "%s.%09ldZ", base, frac);
+        snprintf(buf, size, "%s.%09ldZ", base, (long) frac);
+}
+
+/* Reads exactly n decimal digits. */
+static bool digits(const char **p, int n, int *ret) {
+        int v = 0;
+        for (int i = 0; i < n; i++) {
+                char c = (*p)[i];
+                if (c < '0' || c > '9')
+                        return false;
+                v = v * 10 + (c - '0');
+        }
+        *p += n;
+        *ret = v;
+        return true;
+}
+
+static bool expect(const char **p, char c) {
+        if (**p != c)
+                return false;
+        (*p)++;
+        return true;
 }
 
 int parse_rfc3339(const char *s, int64_t *ret_ns) {
-        struct tm tm = { 0 };
-        const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!p)
+        static const int days_in_month[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        const char *p = s;
+        int year, month, day, hour, minute, second;
+        if (!s || !digits(&p, 4, &year) || !expect(&p, '-') || !digits(&p, 2, &month) || !expect(&p, '-') ||
+            !digits(&p, 2, &day) || !expect(&p, 'T') || !digits(&p, 2, &hour) ||
+            !expect(&p, ':') || !digits(&p, 2, &minute) || !expect(&p, ':') || !digits(&p, 2, &second))
+                return -EINVAL;
+        bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        if (month < 1 || month > 12 || day < 1 ||
+            day > days_in_month[month - 1] + (month == 2 && leap ? 1 : 0) || hour > 23 || minute > 59 || second > 59)
                 return -EINVAL;
         long frac = 0;
         if (*p == '.') {
-                int digits = 0;
-                for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-                        if (digits < 9)
+                int n = 0;
+                for (p++; *p >= '0' && *p <= '9'; p++, n++)
+                        if (n < 9)
                                 frac = frac * 10 + (*p - '0');
-                if (digits == 0)
+                if (n == 0)
                         return -EINVAL;
-                for (; digits < 9; digits++)
+                for (; n < 9; n++)
                         frac *= 10;
         }
         if (!streq(p, "Z"))
                 return -EINVAL;
-        time_t sec = timegm(&tm);
-        *ret_ns = (int64_t) sec * 1000000000LL + frac;
+        struct tm tm = { .tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = day, .tm_hour = hour,
+                         .tm_min = minute, .tm_sec = second };
+        int64_t sec = (int64_t) timegm(&tm), ns;
+        if (__builtin_mul_overflow(sec, (int64_t) 1000000000, &ns) || __builtin_add_overflow(ns, (int64_t) frac, &ns))
+                return -ERANGE;
+        *ret_ns = ns;
         return 0;
 }
 

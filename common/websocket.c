@@ -8,8 +8,13 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 int ws_accept_key(const char *client_key, char *out, size_t size) {
-        if (!client_key || strlen(client_key) != 24 || size < 29)
+        /* 16 bytes in base64: 22 characters then "==" (EVP_DecodeBlock counts padding as data). */
+        if (!client_key || strlen(client_key) != 24 || size < 29 || client_key[22] != '=' || client_key[23] != '=')
                 return -EINVAL;
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (int i = 0; i < 22; i++)
+                if (!client_key[i] || !strchr(alphabet, client_key[i]))
+                        return -EINVAL;
         unsigned char decoded[20];
         if (EVP_DecodeBlock(decoded, (const unsigned char *) client_key, 24) != 18)
                 return -EINVAL;

@@ -33,7 +33,7 @@ const char *rootfs_path(const json_t *config) {
 }
 
 bool path_is_safe_absolute(const char *path) {
-        if (!path || path[0] != '/')
+        if (!path || path[0] != '/' || strstr(path, "//"))
                 return false;
         for (const char *p = path; *p;) {
                 while (*p == '/')

@@ -106,6 +106,8 @@ route_match_t router_match(const char *method, const char *path, const route_t *
                         return ROUTE_FOUND;
                 }
                 path_known = true;
+                if (!allow_size)
+                        continue;
                 size_t used = strlen(allow);
                 snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "", routes[i].method);
         }

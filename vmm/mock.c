@@ -152,7 +152,9 @@ static void mock_release(vm_t *base) {
 static void mock_free(vmm_t *vmm) {
         mock_vmm_t *m = (mock_vmm_t *) vmm;
         if (m->loop_running) {
-                event_base_loopbreak(m->loop);
+                /* loopexit queues its request as an event, so it works even before the thread has
+                 * entered the loop (a loopbreak issued then would be forgotten). */
+                event_base_loopexit(m->loop, NULL);
                 pthread_join(m->loop_thread, NULL);
         }
         if (m->loop)

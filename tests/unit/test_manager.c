@@ -136,7 +136,10 @@ START_TEST(test_lifecycle) {
         ck_assert_int_eq(manager_process_wait(env->m, "sb", "job", "job", &e, &res), 0);
         ck_assert_int_eq(json_get_int(res, "ExitCode", -1), 4);
         json_decref(res);
-        for (int i = 0; i < 100 && !streq(container_state(env, "sb", "job"), "stopped"); i++)
+        /* The worker records the exit, then emits the event: wait for both. */
+        for (int i = 0; i < 200 && !(streq(container_state(env, "sb", "job"), "stopped") &&
+                                     has_event(env, "container.exit", "job"));
+             i++)
                 usleep(10000);
         ck_assert_str_eq(container_state(env, "sb", "job"), "stopped");
         ck_assert(has_event(env, "container.exit", "job"));
