@@ -13,15 +13,16 @@
 
 #define KILL_WAIT_MS 10000
 
-static int container_wrong_state(kd_error_t *e, sandbox_t *sb, container_t *c, const char *action) {
-        return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s container \"%s\": it is %s", action, c->id,
-                            vc_state_to_string(c->state));
+static int container_wrong_state(kd_error_t *e, sandbox_t *sb, container_t *c, const char *action,
+                                 const char *needed) {
+        return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s container \"%s\": it is %s, not %s", action, c->id,
+                            vc_state_to_string(c->state), needed);
 }
 
 static int sandbox_must_run(kd_error_t *e, sandbox_t *sb, const char *action) {
         if (sb->state == VC_RUNNING)
                 return 0;
-        return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s: sandbox \"%s\" is %s", action, sb->id,
+        return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s: sandbox \"%s\" is %s, not running", action, sb->id,
                             vc_state_to_string(sb->state));
 }
 
@@ -96,7 +97,7 @@ int container_start_locked(sandbox_t *sb, container_t *c, const kd_caller_t *who
         if (c->state == VC_RUNNING)
                 return 0;
         if (c->state != VC_READY)
-                return container_wrong_state(e, sb, c, "start");
+                return container_wrong_state(e, sb, c, "start", "ready");
         int r = sandbox_must_run(e, sb, "start a container");
         if (r < 0)
                 return r;
@@ -257,7 +258,8 @@ int manager_container_create(manager_t *m, const char *sid, json_t *config, cons
         container_t *c = NULL;
         const char *cid = json_get_string(config, "ID");
         if (sb->state != VC_READY && sb->state != VC_RUNNING) {
-                r = kd_error_set(e, -EBUSY, "wrong_state", "cannot create a container: sandbox \"%s\" is %s", sid,
+                r = kd_error_set(e, -EBUSY, "wrong_state",
+                                 "cannot create a container: sandbox \"%s\" is %s, not ready or running", sid,
                                  vc_state_to_string(sb->state));
                 goto out;
         }
@@ -329,7 +331,8 @@ int manager_container_action(manager_t *m, const char *sid, const char *cid, con
                         r = 0;
                 else if (sb->state == VC_PAUSED)
                         r = kd_error_set(e, -EBUSY, "wrong_state",
-                                         "cannot stop container \"%s\": sandbox \"%s\" is paused", cid, sid);
+                                         "cannot stop container \"%s\": sandbox \"%s\" is paused, not running", cid,
+                                         sid);
                 else
                         r = container_stop_locked(sb, c, opts && opts->force, opts ? opts->timeout_sec : -1, who, e);
                 break;
@@ -342,7 +345,7 @@ int manager_container_action(manager_t *m, const char *sid, const char *cid, con
                         break;
                 }
                 if (c->state != (pause ? VC_RUNNING : VC_PAUSED)) {
-                        r = container_wrong_state(e, sb, c, pause ? "pause" : "resume");
+                        r = container_wrong_state(e, sb, c, pause ? "pause" : "resume", pause ? "running" : "paused");
                         break;
                 }
                 r = sandbox_must_run(e, sb, pause ? "pause a container" : "resume a container");
@@ -381,13 +384,16 @@ int manager_container_delete(manager_t *m, const char *sid, const char *cid, boo
         if (c->state == VC_RUNNING || c->state == VC_PAUSED) {
                 if (!force) {
                         r = kd_error_set(e, -EBUSY, "wrong_state",
-                                         "container \"%s\" is %s; stop it first or delete with force=true", cid,
+                                         "cannot delete container \"%s\": it is %s, not ready or stopped; stop it "
+                                         "first or delete with force=true",
+                                         cid,
                                          vc_state_to_string(c->state));
                         goto out;
                 }
                 if (sb->state == VC_PAUSED) {
                         r = kd_error_set(e, -EBUSY, "wrong_state",
-                                         "cannot delete container \"%s\": sandbox \"%s\" is paused", cid, sid);
+                                         "cannot delete container \"%s\": sandbox \"%s\" is paused, not running", cid,
+                                         sid);
                         goto out;
                 }
                 r = container_stop_locked(sb, c, true, 0, who, e);
@@ -440,7 +446,7 @@ int manager_container_kill(manager_t *m, const char *sid, const char *cid, int s
         if (r < 0)
                 return r;
         if (c->state != VC_RUNNING && c->state != VC_PAUSED)
-                r = container_wrong_state(e, sb, c, "signal");
+                r = container_wrong_state(e, sb, c, "signal", "running or paused");
         else if (sb->state != VC_RUNNING)
                 r = sandbox_must_run(e, sb, "signal a container");
         else
@@ -462,7 +468,8 @@ int manager_container_stats(manager_t *m, const char *sid, const char *cid, kd_e
         if (r < 0)
                 return r;
         if (sb->state == VC_STOPPED || sb->state == VC_PAUSED)
-                r = kd_error_set(e, -EBUSY, "wrong_state", "cannot collect stats: sandbox \"%s\" is %s", sid,
+                r = kd_error_set(e, -EBUSY, "wrong_state",
+                                 "cannot collect stats: sandbox \"%s\" is %s, not ready or running", sid,
                                  vc_state_to_string(sb->state));
         else
                 r = sandbox_ensure_vm(sb, e);
@@ -483,10 +490,11 @@ int manager_container_update(manager_t *m, const char *sid, const char *cid, jso
         if (r < 0)
                 return r;
         if (c->state == VC_STOPPED)
-                r = container_wrong_state(e, sb, c, "update");
+                r = container_wrong_state(e, sb, c, "update", "ready, running or paused");
         else if (sb->state != VC_RUNNING && sb->state != VC_READY)
-                r = kd_error_set(e, -EBUSY, "wrong_state", "cannot update container \"%s\": sandbox \"%s\" is %s", cid,
-                                 sid, vc_state_to_string(sb->state));
+                r = kd_error_set(e, -EBUSY, "wrong_state",
+                                 "cannot update container \"%s\": sandbox \"%s\" is %s, not ready or running", cid, sid,
+                                 vc_state_to_string(sb->state));
         else
                 r = sandbox_ensure_vm(sb, e);
         if (r >= 0)
@@ -521,7 +529,7 @@ int manager_container_ps(manager_t *m, const char *sid, const char *cid, const c
         if (r < 0)
                 return r;
         if (c->state != VC_RUNNING && c->state != VC_PAUSED)
-                r = container_wrong_state(e, sb, c, "list the processes of");
+                r = container_wrong_state(e, sb, c, "list the processes of", "running or paused");
         else if (sb->state != VC_RUNNING)
                 r = sandbox_must_run(e, sb, "list processes");
         else

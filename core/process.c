@@ -33,11 +33,11 @@ static int acquire(manager_t *m, const char *sid, const char *cid, const char *p
 
 static int must_be_running(sandbox_t *sb, container_t *c, const char *action, kd_error_t *e) {
         if (sb->state != VC_RUNNING)
-                return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s: sandbox \"%s\" is %s", action, sb->id,
-                                    vc_state_to_string(sb->state));
+                return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s: sandbox \"%s\" is %s, not running", action,
+                                    sb->id, vc_state_to_string(sb->state));
         if (c->state != VC_RUNNING)
-                return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s: container \"%s\" is %s", action, c->id,
-                                    vc_state_to_string(c->state));
+                return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s: container \"%s\" is %s, not running", action,
+                                    c->id, vc_state_to_string(c->state));
         return sandbox_ensure_vm(sb, e);
 }
 
@@ -153,7 +153,7 @@ int manager_process_signal(manager_t *m, const char *sid, const char *cid, const
         _cleanup_free_ char *msg = NULL;
         r = sandbox_ensure_vm(sb, e);
         if (r >= 0 && sb->state != VC_RUNNING)
-                r = kd_error_set(e, -EBUSY, "wrong_state", "cannot signal: sandbox \"%s\" is %s", sid,
+                r = kd_error_set(e, -EBUSY, "wrong_state", "cannot signal: sandbox \"%s\" is %s, not running", sid,
                                  vc_state_to_string(sb->state));
         if (r >= 0) {
                 r = agent_call(sb->agent, "SignalProcess",

@@ -35,9 +35,9 @@ static int set_state(sandbox_t *sb, vc_state_t state, kd_error_t *e) {
         return 0;
 }
 
-static int wrong_state(kd_error_t *e, sandbox_t *sb, const char *action) {
-        return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s sandbox \"%s\": it is %s", action, sb->id,
-                            vc_state_to_string(sb->state));
+static int wrong_state(kd_error_t *e, sandbox_t *sb, const char *action, const char *needed) {
+        return kd_error_set(e, -EBUSY, "wrong_state", "cannot %s sandbox \"%s\": it is %s, not %s", action, sb->id,
+                            vc_state_to_string(sb->state), needed);
 }
 
 int manager_sandbox_start_locked(sandbox_t *sb, const kd_caller_t *who, kd_error_t *e) {
@@ -46,7 +46,9 @@ int manager_sandbox_start_locked(sandbox_t *sb, const kd_caller_t *who, kd_error
         case VC_RUNNING:
                 return 0;
         case VC_PAUSED:
-                return kd_error_set(e, -EBUSY, "wrong_state", "sandbox \"%s\" is paused; resume it instead", sb->id);
+                return kd_error_set(e, -EBUSY, "wrong_state",
+                                    "cannot start sandbox \"%s\": it is paused, not ready or stopped; resume it instead",
+                                    sb->id);
         case VC_STOPPED:
                 /* A stopped sandbox has no VM: boot a new one and create the containers again. */
                 r = sandbox_boot_vm(sb, e);
@@ -72,7 +74,7 @@ int manager_sandbox_start_locked(sandbox_t *sb, const kd_caller_t *who, kd_error
                         return r;
                 break;
         default:
-                return wrong_state(e, sb, "start");
+                return wrong_state(e, sb, "start", "ready or stopped");
         }
         r = set_state(sb, VC_RUNNING, e);
         if (r < 0)
@@ -142,7 +144,7 @@ static int sandbox_pause_locked(sandbox_t *sb, const kd_caller_t *who, kd_error_
         if (sb->state == VC_PAUSED)
                 return 0;
         if (sb->state != VC_RUNNING)
-                return wrong_state(e, sb, "pause");
+                return wrong_state(e, sb, "pause", "running");
         int r = sandbox_ensure_vm(sb, e);
         if (r < 0)
                 return r;
@@ -168,7 +170,7 @@ static int sandbox_resume_locked(sandbox_t *sb, const kd_caller_t *who, kd_error
         if (sb->state == VC_RUNNING)
                 return 0;
         if (sb->state != VC_PAUSED)
-                return wrong_state(e, sb, "resume");
+                return wrong_state(e, sb, "resume", "paused");
         int r = sandbox_ensure_vm(sb, e);
         if (r < 0)
                 return r;
@@ -236,7 +238,9 @@ int manager_sandbox_delete(manager_t *m, const char *sid, bool force, const kd_c
         if (sb->state == VC_RUNNING || sb->state == VC_PAUSED) {
                 if (!force) {
                         r = kd_error_set(e, -EBUSY, "wrong_state",
-                                         "sandbox \"%s\" is %s; stop it first or delete with force=true", sid,
+                                         "cannot delete sandbox \"%s\": it is %s, not ready or stopped; stop it first "
+                                         "or delete with force=true",
+                                         sid,
                                          vc_state_to_string(sb->state));
                         goto out;
                 }
@@ -390,7 +394,7 @@ int manager_sandbox_stats(manager_t *m, const char *sid, kd_error_t *e, json_t *
                 "UsageInKernelmode", 0, "UsageInUsermode", 0, "MemoryStats", "Usage", "Usage", 0, "MaxUsage", 0,
                 "PidsStats", "Current", 0);
         if (sb->state == VC_STOPPED || sb->state == VC_PAUSED) {
-                r = wrong_state(e, sb, "collect stats of");
+                r = wrong_state(e, sb, "collect stats of", "ready or running");
                 goto out;
         }
         r = sandbox_ensure_vm(sb, e);

@@ -215,6 +215,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
+static int hex_value(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* Percent-decodes in place like libmicrohttpd does, except that an encoded NUL becomes DEL: a NUL
+ * would cut the path short ("/v1/sandboxes/a%00/x" must not address sandbox "a"), while DEL is
+ * refused by every id check and matches no route. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+        char *out = s;
+        for (const char *in = s; *in; in++) {
+                int hi, lo;
+                if (in[0] == '%' && (hi = hex_value(in[1])) >= 0 && (lo = hex_value(in[2])) >= 0) {
+                        char c = (char) (hi << 4 | lo);
+                        *out++ = c ? c : '\x7f';
+                        in += 2;
+                } else
+                        *out++ = *in;
+        }
+        *out = 0;
+        return (size_t) (out - s);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         char msg[1024];
         vsnprintf(msg, sizeof msg, fmt, ap);
@@ -234,6 +262,7 @@ int server_start(katad_t *k, int listen_fd, server_t **ret) {
                 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
                 on_completed, s, MHD_OPTION_CONNECTION_LIMIT, k->config.max_connections,
                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 600, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                MHD_OPTION_UNESCAPE_CALLBACK, unescape, s,
                 MHD_OPTION_END);
         if (!s->mhd) {
                 free(s);

@@ -927,12 +927,18 @@ static int call_signal_process(call_t *call) {
                 return fail(call, -EINVAL, "invalid signal %d", sig);
         int64_t now = now_realtime_ns();
         if (json_get_bool(call->params, "All", false)) {
+                /* Every process receives the signal itself: the container's own process last, since
+                 * its exit would take the others down with SIGKILL. */
                 bool any = false;
-                for (mock_process_t *q = c->processes; q; q = q->next)
+                for (mock_process_t *q = c->processes->next; q; q = q->next)
                         if (q->started && !q->exited) {
                                 process_signal(call->g, c, q, sig, now);
                                 any = true;
                         }
+                if (c->processes->started && !c->processes->exited) {
+                        process_signal(call->g, c, c->processes, sig, now);
+                        any = true;
+                }
                 if (!any)
                         return fail(call, -ESRCH, "no process of container %s is running", c->id);
                 return 0;
