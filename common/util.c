@@ -257,11 +257,18 @@ int parse_rfc3339(const char *s, int64_t *ret_ns) {
                 for (; n < 9; n++)
                         frac *= 10;
         }
-        if (!streq(p, "Z"))
+        int64_t offset = 0; /* seconds east of UTC */
+        if (*p == '+' || *p == '-') {
+                int sign = *p == '-' ? -1 : 1, oh, om;
+                p++;
+                if (!digits(&p, 2, &oh) || !expect(&p, ':') || !digits(&p, 2, &om) || *p || oh > 23 || om > 59)
+                        return -EINVAL;
+                offset = sign * (oh * 3600 + om * 60);
+        } else if (!streq(p, "Z"))
                 return -EINVAL;
         struct tm tm = { .tm_year = year - 1900, .tm_mon = month - 1, .tm_mday = day, .tm_hour = hour,
                          .tm_min = minute, .tm_sec = second };
-        int64_t sec = (int64_t) timegm(&tm), ns;
+        int64_t sec = (int64_t) timegm(&tm) - offset, ns;
         if (__builtin_mul_overflow(sec, (int64_t) 1000000000, &ns) || __builtin_add_overflow(ns, (int64_t) frac, &ns))
                 return -ERANGE;
         *ret_ns = ns;

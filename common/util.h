@@ -28,7 +28,8 @@ int64_t now_realtime_ns(void);
 int64_t now_monotonic_ns(void);
 /* Formats a wall-clock time as RFC 3339 with nanoseconds in UTC, as Go's time.Time marshals it. */
 void format_rfc3339(int64_t realtime_ns, char *buf, size_t size);
-/* Parses the RFC 3339 form written by format_rfc3339 (UTC, 'Z'); negative errno on bad input. */
+/* Parses an RFC 3339 time: YYYY-MM-DDTHH:MM:SS[.frac] then Z or ±HH:MM; -EINVAL on bad input,
+ * -ERANGE outside what int64 nanoseconds hold (years 1678-2262). */
 int parse_rfc3339(const char *s, int64_t *ret_ns);
 
 /* Signal names: "SIGTERM", "TERM", "term" or "15" → 15; negative errno for anything else. */

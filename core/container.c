@@ -479,11 +479,25 @@ int manager_container_stats(manager_t *m, const char *sid, const char *cid, kd_e
         return r;
 }
 
+/* Removes null members recursively: in a request, null means absent. */
+static void strip_nulls(json_t *j) {
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(j, tmp, k, v) {
+                if (json_is_null(v))
+                        json_object_del(j, k);
+                else if (json_is_object(v))
+                        strip_nulls(v);
+        }
+}
+
 int manager_container_update(manager_t *m, const char *sid, const char *cid, json_t *resources,
                              const kd_caller_t *who, kd_error_t *e, json_t **ret) {
         int r = schema_check(resources, schema_linux_resources, "LinuxResources", e);
         if (r < 0)
                 return r;
+        strip_nulls(resources);
         sandbox_t *sb;
         container_t *c;
         r = acquire(m, sid, cid, e, &sb, &c);

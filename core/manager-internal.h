@@ -28,7 +28,10 @@ typedef struct sandbox {
         unsigned refs;       /* m->lock */
         bool removed;        /* m->lock to write; read with op held */
 
-        pthread_mutex_t op;  /* serialises operations; held across slow work */
+        /* Serialises operations in arrival order (a ticket lock); held across slow work. */
+        pthread_mutex_t op_mu;
+        pthread_cond_t op_cond;
+        uint64_t op_next, op_serving;
         pthread_mutex_t mu;  /* guards the fields below; never held across slow work */
 
         bool creating;
@@ -77,7 +80,10 @@ struct manager {
 /* manager.c */
 int sandbox_get(manager_t *m, const char *sid, kd_error_t *e, sandbox_t **ret);
 void sandbox_put(sandbox_t *sb);
-/* Takes sb->op; fails with 404 when the sandbox was deleted while we waited. */
+/* Takes and gives back the operation lock, first come first served. */
+void sandbox_op_lock(sandbox_t *sb);
+void sandbox_op_unlock(sandbox_t *sb);
+/* sandbox_op_lock, then fails with 404 when the sandbox was deleted while we waited. */
 int sandbox_lock(sandbox_t *sb, kd_error_t *e);
 void sandbox_unlock(sandbox_t *sb);
 /* Looks up and locks in one go; on success the caller must sandbox_unlock + sandbox_put. */
@@ -132,5 +138,8 @@ int container_create_in_guest(sandbox_t *sb, container_t *c, kd_error_t *e);
 int container_start_locked(sandbox_t *sb, container_t *c, const kd_caller_t *who, kd_error_t *e);
 int container_stop_locked(sandbox_t *sb, container_t *c, bool force, int timeout_sec, const kd_caller_t *who,
                           kd_error_t *e);
+/* Records that the container's own process exited (state stopped, exit code, stored, event), unless
+ * that is already known; by whichever of the guest event and a wait learns it first. */
+bool container_record_exit(sandbox_t *sb, const char *cid, int code);
 /* Removes the container's host paths from the sandbox share, if it has one. */
 void container_unshare(sandbox_t *sb, container_t *c);

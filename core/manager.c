@@ -50,17 +50,32 @@ void sandbox_put(sandbox_t *sb) {
                 sandbox_free(sb);
 }
 
+void sandbox_op_lock(sandbox_t *sb) {
+        pthread_mutex_lock(&sb->op_mu);
+        uint64_t ticket = sb->op_next++;
+        while (sb->op_serving != ticket)
+                pthread_cond_wait(&sb->op_cond, &sb->op_mu);
+        pthread_mutex_unlock(&sb->op_mu);
+}
+
+void sandbox_op_unlock(sandbox_t *sb) {
+        pthread_mutex_lock(&sb->op_mu);
+        sb->op_serving++;
+        pthread_cond_broadcast(&sb->op_cond);
+        pthread_mutex_unlock(&sb->op_mu);
+}
+
 int sandbox_lock(sandbox_t *sb, kd_error_t *e) {
-        pthread_mutex_lock(&sb->op);
+        sandbox_op_lock(sb);
         if (sb->removed) {
-                pthread_mutex_unlock(&sb->op);
+                sandbox_op_unlock(sb);
                 return kd_error_set(e, -ENOENT, "sandbox_not_found", "sandbox \"%s\" not found", sb->id);
         }
         return 0;
 }
 
 void sandbox_unlock(sandbox_t *sb) {
-        pthread_mutex_unlock(&sb->op);
+        sandbox_op_unlock(sb);
 }
 
 int sandbox_acquire(manager_t *m, const char *sid, kd_error_t *e, sandbox_t **ret) {
@@ -103,7 +118,8 @@ static int sandbox_new(manager_t *m, const char *sid, sandbox_t **ret) {
         sb->m = m;
         sb->refs = 1;
         snprintf(sb->id, sizeof sb->id, "%s", sid);
-        pthread_mutex_init(&sb->op, NULL);
+        pthread_mutex_init(&sb->op_mu, NULL);
+        pthread_cond_init(&sb->op_cond, NULL);
         pthread_mutex_init(&sb->mu, NULL);
         *ret = sb;
         return 0;
@@ -119,7 +135,8 @@ void sandbox_free(sandbox_t *sb) {
         free(sb->containers);
         json_decref(sb->config);
         json_decref(sb->vm_handle);
-        pthread_mutex_destroy(&sb->op);
+        pthread_mutex_destroy(&sb->op_mu);
+        pthread_cond_destroy(&sb->op_cond);
         pthread_mutex_destroy(&sb->mu);
         free(sb);
 }
@@ -469,10 +486,21 @@ static void apply_guest_event(manager_t *m, const char *sid, json_t *ev) {
         const char *exec_id = json_get_string(ev, "ExecID");
         int code = (int) json_get_int(ev, "ExitCode", -1);
         bool init = strempty(exec_id);
+        pthread_mutex_lock(&sb->mu);
+        container_t *c = sandbox_find_container(sb, cid);
+        pthread_mutex_unlock(&sb->mu);
+        if (c && init)
+                container_record_exit(sb, cid, code);
+        if (c)
+                emit_event(m, "process.exit", sid, cid, init ? cid : exec_id, NULL, json_pack("{s:i}", "ExitCode", code));
+        sandbox_put(sb);
+}
+
+bool container_record_exit(sandbox_t *sb, const char *cid, int code) {
         bool changed = false;
         pthread_mutex_lock(&sb->mu);
         container_t *c = sandbox_find_container(sb, cid);
-        if (c && init && c->state != VC_STOPPED && c->start_ns > 0) {
+        if (c && c->state != VC_STOPPED && c->start_ns > 0) {
                 c->state = VC_STOPPED;
                 c->paused_by_sandbox = false;
                 c->exited = true;
@@ -481,14 +509,9 @@ static void apply_guest_event(manager_t *m, const char *sid, json_t *ev) {
                 changed = true;
         }
         pthread_mutex_unlock(&sb->mu);
-        if (c) {
-                json_t *extra = json_pack("{s:i}", "ExitCode", code);
-                if (init && changed)
-                        emit_event(m, "container.exit", sid, cid, cid, NULL, json_incref(extra));
-                emit_event(m, "process.exit", sid, cid, init ? cid : exec_id, NULL, json_incref(extra));
-                json_decref(extra);
-        }
-        sandbox_put(sb);
+        if (changed)
+                emit_event(sb->m, "container.exit", sb->id, cid, cid, NULL, json_pack("{s:i}", "ExitCode", code));
+        return changed;
 }
 
 static void *worker_main(void *userdata) {
@@ -700,13 +723,13 @@ static int load_sandbox(manager_t *m, json_t *rec) {
         pthread_mutex_unlock(&m->lock);
 
         if (sb->vm_handle && sb->state != VC_STOPPED) {
-                pthread_mutex_lock(&sb->op);
+                sandbox_op_lock(sb);
                 kd_error_t e;
                 if (sandbox_ensure_vm(sb, &e) >= 0)
                         reconcile_with_guest(sb);
                 else
                         log_warning("Sandbox %s: %s", sid, e.message);
-                pthread_mutex_unlock(&sb->op);
+                sandbox_op_unlock(sb);
         }
         log_info("Loaded sandbox %s (%s, %zu containers)", sid, vc_state_to_string(sb->state), sb->n_containers);
         return 0;
@@ -744,9 +767,9 @@ void manager_shutdown(manager_t *m) {
         if (!list)
                 return;
         for (size_t i = 0; i < n; i++) {
-                pthread_mutex_lock(&list[i]->op);
+                sandbox_op_lock(list[i]);
                 sandbox_drop_handles(list[i]);
-                pthread_mutex_unlock(&list[i]->op);
+                sandbox_op_unlock(list[i]);
                 sandbox_put(list[i]);
         }
         free(list);
@@ -915,12 +938,12 @@ int manager_sandbox_create(manager_t *m, json_t *config, bool start, const kd_ca
         }
 
         /* Register it locked, so that every other operation on this id waits for the outcome. */
-        pthread_mutex_lock(&sb->op);
+        sandbox_op_lock(sb);
         pthread_mutex_lock(&m->lock);
         if (m->shutting_down || find_locked(m, sid)) {
                 bool down = m->shutting_down;
                 pthread_mutex_unlock(&m->lock);
-                pthread_mutex_unlock(&sb->op);
+                sandbox_op_unlock(sb);
                 sandbox_free(sb);
                 if (down)
                         return kd_error_set(e, -ESHUTDOWN, "unavailable", "katad is shutting down");
@@ -929,7 +952,7 @@ int manager_sandbox_create(manager_t *m, json_t *config, bool start, const kd_ca
         sandbox_t **n = realloc(m->sandboxes, (m->n_sandboxes + 1) * sizeof *n);
         if (!n) {
                 pthread_mutex_unlock(&m->lock);
-                pthread_mutex_unlock(&sb->op);
+                sandbox_op_unlock(sb);
                 sandbox_free(sb);
                 return kd_error_set(e, -ENOMEM, "internal", "out of memory");
         }

@@ -130,8 +130,14 @@ int manager_process_wait(manager_t *m, const char *sid, const char *cid, const c
                                json_pack("{s:s, s:s}", "ContainerID", cid, "ExecID", exec_id_of(c, pid)), &result,
                                &msg);
                 waiter_close(m, agent);
-                if (r >= 0)
-                        *ret = json_pack("{s:i}", "ExitCode", (int) json_get_int(result, "ExitCode", -1));
+                if (r >= 0) {
+                        int exit_code = (int) json_get_int(result, "ExitCode", -1);
+                        /* Whoever learns of the exit first records it: a status read right after
+                         * the wait must not show the container still running. */
+                        if (streq(pid, cid))
+                                container_record_exit(sb, cid, exit_code);
+                        *ret = json_pack("{s:i}", "ExitCode", exit_code);
+                }
                 else if (stored_exit(sb, c, pid, &code) == 0) {
                         /* The VM went away (a sandbox stop) after the process had exited. */
                         *ret = json_pack("{s:i}", "ExitCode", code);

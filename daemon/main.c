@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -180,16 +182,37 @@ static int make_socket(const katad_config_t *c) {
         if (!strempty(c->socket_group)) {
                 struct group *g = getgrnam(c->socket_group);
                 if (!g)
-                        return log_error_errno(ENOENT, "Unknown group %s for the socket", c->socket_group);
-                if (chown(c->socket_path, (uid_t) -1, g->gr_gid) < 0)
-                        return log_error_errno(errno, "Failed to give %s to group %s: %m", c->socket_path,
-                                               c->socket_group);
+                        r = log_error_errno(ENOENT, "Unknown group %s for the socket", c->socket_group);
+                else if (chown(c->socket_path, (uid_t) -1, g->gr_gid) < 0)
+                        r = log_error_errno(errno, "Failed to give %s to group %s: %m", c->socket_path,
+                                            c->socket_group);
         }
-        if (chmod(c->socket_path, c->socket_mode) < 0)
-                return log_error_errno(errno, "Failed to set the mode of %s: %m", c->socket_path);
-        if (listen(fd, SOMAXCONN) < 0)
-                return log_error_errno(errno, "Failed to listen on %s: %m", c->socket_path);
+        if (r >= 0 && chmod(c->socket_path, c->socket_mode) < 0)
+                r = log_error_errno(errno, "Failed to set the mode of %s: %m", c->socket_path);
+        if (r >= 0 && listen(fd, SOMAXCONN) < 0)
+                r = log_error_errno(errno, "Failed to listen on %s: %m", c->socket_path);
+        if (r < 0) {
+                unlink(c->socket_path);
+                return r;
+        }
         return TAKE_FD(fd);
+}
+
+/* Takes the state directory for this process: two katads on one store would corrupt each other. */
+static int lock_state_dir(const char *state_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/katad.lock", state_dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to open %s: %m", path);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int r = errno == EWOULDBLOCK ? log_error_errno(EBUSY, "Another katad uses the state directory %s",
+                                                               state_dir)
+                                             : log_error_errno(errno, "Failed to lock %s: %m", path);
+                close(fd);
+                return r;
+        }
+        return fd; /* held until exit */
 }
 
 /* A socket from systemd socket activation, or -ENOENT when there is none. */
@@ -239,6 +262,9 @@ static int run(katad_t *k) {
                 r = mkdir_p(c->run_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the state or run directory: %m");
+        _cleanup_close_ int lock_fd = lock_state_dir(c->state_dir);
+        if (lock_fd < 0)
+                return lock_fd;
 
         sd_notify(0, "STATUS=Opening the store");
         store_backend_t backend;
@@ -278,7 +304,8 @@ static int run(katad_t *k) {
                 return r;
 
         int fd = activated_socket();
-        if (fd == -ENOENT)
+        bool own_socket = fd == -ENOENT;
+        if (own_socket)
                 fd = make_socket(c);
         if (fd < 0)
                 return fd;
@@ -314,6 +341,8 @@ static int run(katad_t *k) {
         event_bus_shutdown(k->events);
         drain_streams(k);
         server_stop(TAKE_PTR(k->server));
+        if (own_socket)
+                unlink(c->socket_path);
         return r;
 }
 

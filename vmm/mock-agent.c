@@ -190,29 +190,37 @@ static int program_parse(json_t *args, program_t *ret) {
         bool shell = (streq(base, "sh") || streq(base, "bash") || streq(base, "ash")) && n >= 3 &&
                      streq(json_string_value(json_array_get(args, 1)), "-c");
         if (shell) {
-                /* Statements separated by ';', '&&' or newlines run in sequence. */
+                /* Statements separated by ';' or newlines run in sequence; after '&&' a statement
+                 * runs only if the previous one succeeded. */
                 _cleanup_free_ char *script = strdup(json_string_value(json_array_get(args, 2)));
                 if (!script)
                         return -ENOMEM;
-                for (char *s = script; *s; s++)
-                        if (*s == ';' || *s == '\n')
-                                *s = '\x01';
-                        else if (s[0] == '&' && s[1] == '&')
-                                s[0] = s[1] = '\x01';
-                char *save = NULL;
-                for (char *stmt = strtok_r(script, "\x01", &save); stmt; stmt = strtok_r(NULL, "\x01", &save)) {
-                        char **words;
-                        size_t wc;
-                        if (split_words(stmt, &words, &wc) < 0) {
-                                free(p.output);
-                                return -ENOMEM;
+                char *stmt = script;
+                bool skip = false;
+                for (bool last = false; !last;) {
+                        char *end = stmt + strcspn(stmt, ";\n&");
+                        while (*end == '&' && end[1] != '&')
+                                end += 1 + strcspn(end + 1, ";\n&");
+                        bool and_next = end[0] == '&';
+                        last = *end == 0;
+                        *end = 0;
+                        if (!skip) {
+                                char **words;
+                                size_t wc;
+                                if (split_words(stmt, &words, &wc) < 0) {
+                                        free(p.output);
+                                        return -ENOMEM;
+                                }
+                                bool done = program_step(&p, words, wc, &status);
+                                for (size_t i = 0; i < wc; i++)
+                                        free(words[i]);
+                                free(words);
+                                if (done || p.duration_ns < 0)
+                                        break;
                         }
-                        bool done = program_step(&p, words, wc, &status);
-                        for (size_t i = 0; i < wc; i++)
-                                free(words[i]);
-                        free(words);
-                        if (done || p.duration_ns < 0)
-                                break;
+                        /* a skipped statement leaves the status as it was, so "false && x; y" runs y */
+                        skip = and_next && status != 0;
+                        stmt = end + (and_next ? 2 : 1);
                 }
         } else {
                 const char **argv = calloc(n + 1, sizeof *argv);

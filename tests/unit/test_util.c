@@ -488,7 +488,8 @@ START_TEST(test_rfc3339_rejects) {
                 "now",
                 "2023-06-01",
                 "2023-06-01T12:34:56",       /* no zone */
-                "2023-06-01T12:34:56+00:00", /* only 'Z' is accepted */
+                "2023-06-01T12:34:56+0000",  /* offsets have a colon */
+                "2023-06-01T12:34:56+24:00",
                 "2023-06-01T12:34:56.Z",     /* empty fraction */
                 "2023-06-01T12:34:56Zjunk",
                 "2023-06-01T12:34:56Z ",
@@ -506,6 +507,16 @@ START_TEST(test_rfc3339_rejects) {
                 ck_assert_msg(parse_rfc3339(bad[i], &ns) == -EINVAL, "accepted \"%s\"", bad[i]);
                 ck_assert_int_eq(ns, 12345);
         }
+}
+END_TEST
+
+START_TEST(test_rfc3339_offsets) {
+        int64_t utc = 0, east = 0, west = 0;
+        ck_assert_int_eq(parse_rfc3339("2023-06-01T12:34:56Z", &utc), 0);
+        ck_assert_int_eq(parse_rfc3339("2023-06-01T14:34:56+02:00", &east), 0);
+        ck_assert_int_eq(parse_rfc3339("2023-06-01T07:04:56.000-05:30", &west), 0);
+        ck_assert_int_eq(east, utc);
+        ck_assert_int_eq(west, utc);
 }
 END_TEST
 
@@ -870,6 +881,7 @@ static Suite *util_suite(void) {
         tcase_add_test(tc, test_rfc3339_round_trip);
         tcase_add_test(tc, test_rfc3339_parse_go_forms);
         tcase_add_test(tc, test_rfc3339_rejects);
+        tcase_add_test(tc, test_rfc3339_offsets);
         tcase_add_test(tc, test_clocks);
         suite_add_tcase(s, tc);
 
