@@ -11,8 +11,7 @@ int agent_call(agent_t *agent, const char *method, json_t *params, json_t **ret_
 }
 
 void agent_set_event_handler(agent_t *agent, agent_event_cb cb, void *userdata) {
-        agent->on_event = cb;
-        agent->userdata = userdata;
+        agent->ops->set_event_handler(agent, cb, userdata);
 }
 
 void agent_close(agent_t *agent) {

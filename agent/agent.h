@@ -28,6 +28,9 @@ typedef struct agent_ops {
         /* Makes pending and future calls fail with -ESHUTDOWN without freeing; callable from any
          * thread while another is inside call. */
         void (*cancel)(agent_t *agent);
+        /* Sets on_event/userdata under the transport's lock, so that a delivery racing with it sees
+         * either the old pair or the new one. */
+        void (*set_event_handler)(agent_t *agent, agent_event_cb cb, void *userdata);
 } agent_ops_t;
 
 struct agent {

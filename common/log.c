@@ -51,9 +51,12 @@ int log_internal(int level, int error, const char *file, int line, const char *f
                 errno = saved;
                 return -error;
         }
-        static int journal = -1;
-        if (journal < 0)
-                journal = getenv("JOURNAL_STREAM") != NULL;
+        static int journal = -1; /* racing threads compute the same value */
+        int j = __atomic_load_n(&journal, __ATOMIC_RELAXED);
+        if (j < 0) {
+                j = getenv("JOURNAL_STREAM") != NULL;
+                __atomic_store_n(&journal, j, __ATOMIC_RELAXED);
+        }
 
         char msg[2048];
         va_list ap;
@@ -62,7 +65,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
 
-        if (journal)
+        if (j)
                 fprintf(stderr, "<%d>%s\n", level, msg);
         else {
                 struct timespec ts;

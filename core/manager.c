@@ -342,18 +342,13 @@ json_t *sandbox_status_json(sandbox_t *sb) {
 
 /* ---- VM handles ---- */
 
+static void enqueue(manager_t *m, const char *sid, json_t *event);
+
 static void on_agent_event(agent_t *agent, json_t *event, void *userdata) {
         sandbox_t *sb = userdata;
-        manager_t *m = sb->m;
         /* sb outlives its agent (the agent is closed before sb is freed), but only the id is used
          * here: the worker looks the sandbox up again under its own locks. */
-        json_t *item = json_pack("{s:s, s:O}", "SandboxID", sb->id, "Event", event);
-        if (!item)
-                return;
-        pthread_mutex_lock(&m->queue_lock);
-        json_array_append_new(m->queue, item);
-        pthread_cond_signal(&m->queue_cond);
-        pthread_mutex_unlock(&m->queue_lock);
+        enqueue(sb->m, sb->id, event);
 }
 
 int agent_error(kd_error_t *e, int r, const char *message, const char *what) {
@@ -475,9 +470,40 @@ void waiter_close(manager_t *m, agent_t *agent) {
 
 /* ---- guest events ---- */
 
+static void enqueue(manager_t *m, const char *sid, json_t *event) {
+        json_t *item = json_pack("{s:s, s:O}", "SandboxID", sid, "Event", event);
+        if (!item)
+                return;
+        pthread_mutex_lock(&m->queue_lock);
+        json_array_append_new(m->queue, item);
+        pthread_cond_signal(&m->queue_cond);
+        pthread_mutex_unlock(&m->queue_lock);
+}
+
+void manager_vm_exited(manager_t *m, const char *sid) {
+        _cleanup_json_ json_t *ev = json_pack("{s:s}", "Type", "vm-exit");
+        if (ev)
+                enqueue(m, sid, ev);
+}
+
+static void apply_vm_exit(manager_t *m, const char *sid) {
+        sandbox_t *sb;
+        if (sandbox_acquire(m, sid, NULL, &sb) < 0)
+                return;
+        if (sb->state != VC_STOPPED && sb->vm_handle) {
+                log_warning("The VM of sandbox %s ended on its own", sid);
+                sandbox_mark_vm_gone(sb);
+        }
+        sandbox_release_ref(sb);
+}
+
 static void apply_guest_event(manager_t *m, const char *sid, json_t *ev) {
         const char *type = json_get_string(ev, "Type");
         const char *cid = json_get_string(ev, "ContainerID");
+        if (type && streq(type, "vm-exit")) {
+                apply_vm_exit(m, sid);
+                return;
+        }
         if (!type || !cid || !streq(type, "process-exit"))
                 return;
         sandbox_t *sb;

@@ -44,6 +44,9 @@ int manager_load(manager_t *m);
  * stopping a VM. */
 void manager_shutdown(manager_t *m);
 void manager_free(manager_t *m);
+/* Tells the manager that the VM of sandbox sid ended on its own (callable from any thread; the
+ * work happens on the manager's worker): the sandbox is marked stopped and an event sent. */
+void manager_vm_exited(manager_t *m, const char *sid);
 /* Hypervisor names this manager can boot with. */
 json_t *manager_hypervisors(manager_t *m);
 

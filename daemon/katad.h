@@ -17,6 +17,7 @@ typedef struct katad {
         katad_config_t config;
         store_t *store;
         vmm_t *mock;
+        vmm_t *qemu;
         factory_t *factory;
         manager_t *manager;
         event_bus_t *events;

@@ -23,6 +23,7 @@
 #include "router.h"
 #include "server.h"
 #include "util.h"
+#include "vmm/qemu.h"
 
 #define DEFAULT_CONFIG_FILE SYSCONFDIR "/katad/katad.conf"
 #define STREAMS_DRAIN_SECONDS 5
@@ -235,6 +236,37 @@ static void on_event(json_t *event, void *userdata) {
         event_bus_publish(k->events, event);
 }
 
+static void on_vm_exit(const char *vm_id, void *userdata) {
+        manager_vm_exited(userdata, vm_id);
+}
+
+/* The QEMU hypervisor from the configuration; a missing binary or guest image is a warning unless
+ * qemu is the default hypervisor. */
+static int make_qemu(const katad_config_t *c, vmm_t **ret) {
+        vmm_qemu_options_t o;
+        vmm_qemu_options_init(&o);
+        o.qemu_path = c->qemu_path;
+        o.kernel_path = c->guest_kernel;
+        o.initrd_path = c->guest_initrd;
+        o.kernel_params = c->kernel_params;
+        o.default_vcpus = c->default_vcpus;
+        o.default_memory_mib = c->default_memory_mib;
+        o.hotplug_root_ports = c->root_ports;
+        o.boot_timeout_ms = c->boot_timeout_sec * 1000;
+        o.debug = c->log_level >= LOG_DEBUG;
+        int r = vmm_qemu_accel_from_string(c->accelerator, &o.accel);
+        if (r < 0)
+                return log_error_errno(r, "Unknown accelerator %s", c->accelerator);
+        r = vmm_new_qemu(&o, ret);
+        if (r < 0) {
+                int level = streq(c->hypervisor, "qemu") ? LOG_ERR : LOG_NOTICE;
+                log_full_errno(level, r, "The qemu hypervisor is unavailable (%s, kernel %s, initrd %s): %m; "
+                                         "build the guest with `make guest`",
+                               c->qemu_path, c->guest_kernel, c->guest_initrd);
+        }
+        return r;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         struct event_base *base = userdata;
         log_info("Received %s, shutting down; sandboxes keep running", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -273,14 +305,15 @@ static int run(katad_t *k) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open the %s store in %s: %m", c->store, c->state_dir);
 
-        if (streq(c->hypervisor, "qemu"))
-                return log_error_errno(EOPNOTSUPP, "The qemu hypervisor is not available in this build yet; "
-                                                   "use --hypervisor mock");
         vmm_mock_options_t mock_options = { .boot_delay_ms = c->mock_boot_delay_ms };
         r = vmm_new_mock(c->state_dir, &mock_options, &k->mock);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the mock hypervisor: %m");
-        r = factory_new(&k->mock, 1, &k->factory);
+        r = make_qemu(c, &k->qemu);
+        if (r < 0 && streq(c->hypervisor, "qemu"))
+                return r;
+        vmm_t *vmms[] = { k->qemu, k->mock };
+        r = factory_new(vmms, ELEMENTSOF(vmms), &k->factory);
         if (r < 0)
                 return r;
         r = event_bus_new(c->event_history, &k->events);
@@ -298,6 +331,8 @@ static int run(katad_t *k) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create the sandbox manager: %m");
         manager_set_event_handler(k->manager, on_event, k);
+        if (k->qemu)
+                vmm_set_exit_handler(k->qemu, on_vm_exit, k->manager);
         sd_notify(0, "STATUS=Loading sandboxes");
         r = manager_load(k->manager);
         if (r < 0)
@@ -366,6 +401,7 @@ int main(int argc, char **argv) {
         manager_free(k.manager);
         event_bus_free(k.events);
         factory_free(k.factory);
+        vmm_free(k.qemu);
         vmm_free(k.mock);
         store_close(k.store);
         config_done(&k.config);

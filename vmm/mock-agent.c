@@ -1264,10 +1264,19 @@ static void mock_agent_cancel(agent_t *base) {
         pthread_mutex_unlock(&a->guest->lock);
 }
 
+static void mock_agent_set_event_handler(agent_t *base, agent_event_cb cb, void *userdata) {
+        mock_guest_t *g = ((mock_agent_t *) base)->guest;
+        pthread_mutex_lock(&g->lock);
+        base->on_event = cb;
+        base->userdata = userdata;
+        pthread_mutex_unlock(&g->lock);
+}
+
 static const agent_ops_t mock_agent_ops = {
         .call = mock_agent_call,
         .close = mock_agent_close,
         .cancel = mock_agent_cancel,
+        .set_event_handler = mock_agent_set_event_handler,
 };
 
 int mock_guest_connect(mock_guest_t *g, agent_t **ret) {

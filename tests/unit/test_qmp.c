@@ -23,8 +23,8 @@
 #include "util.h"
 #include "vmm/qmp.h"
 
-#define GREETING                                                                                                 \
-        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian\"}, " \
+#define GREETING                                                                                                       \
+        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian\"}, "   \
         "\"capabilities\": [\"oob\"]}}\r\n"
 
 /* ---- the loop thread and the event recorder ---- */
@@ -144,7 +144,7 @@ static json_t *mon_read_command(json_int_t *ret_id) {
         char line[65536];
         size_t len = 0;
         for (;;) {
-                struct pollfd pfd = { .fd = fx.monitor_fd, .events = POLLIN };
+                struct pollfd pfd = {.fd = fx.monitor_fd, .events = POLLIN};
                 ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
                 ssize_t n = read(fx.monitor_fd, line + len, 1);
                 ck_assert_int_eq(n, 1);
@@ -339,11 +339,11 @@ END_TEST
 
 START_TEST(test_canned_replies) {
         static const canned_t table[] = {
-                { "query-status", "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}" },
-                { "query-cpus-fast", "{\"return\": [{\"cpu-index\": 0}, {\"cpu-index\": 1}]}" },
-                { "echo", "@" },
+                {"query-status", "{\"return\": {\"status\": \"running\", \"singlestep\": false, \"running\": true}}"},
+                {"query-cpus-fast", "{\"return\": [{\"cpu-index\": 0}, {\"cpu-index\": 1}]}"},
+                {"echo", "@"},
         };
-        script_t s = { .table = table, .n = ELEMENTSOF(table) };
+        script_t s = {.table = table, .n = ELEMENTSOF(table)};
         pthread_t t = script_start(&s);
         start_client();
         ck_assert_int_eq(qmp_client_wait_ready(fx.q, 5000), 0);
@@ -389,7 +389,7 @@ END_TEST
 START_TEST(test_out_of_order) {
         start_client();
         mon_handshake();
-        reply_t a = { 0 }, b = { 0 }, c = { 0 };
+        reply_t a = {0}, b = {0}, c = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "first", NULL, on_reply, &a), 0);
         ck_assert_int_eq(qmp_call_async(fx.q, "second", NULL, on_reply, &b), 0);
         ck_assert_int_eq(qmp_call_async(fx.q, "third", NULL, on_reply, &c), 0);
@@ -419,14 +419,15 @@ END_TEST
 START_TEST(test_error_reply) {
         start_client();
         mon_handshake();
-        reply_t a = { 0 };
+        reply_t a = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "device_del", json_pack("{s:s}", "id", "nope"), on_reply, &a), 0);
         json_int_t id;
         mon_expect("device_del", &id);
         char buf[512];
-        snprintf(buf, sizeof buf,
-                 "{\"id\": %lld, \"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device 'nope' not found\"}}\r\n",
-                 (long long) id);
+        snprintf(
+                buf, sizeof buf,
+                "{\"id\": %lld, \"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device 'nope' not found\"}}\r\n",
+                (long long) id);
         mon_send(buf);
         wait_reply(&a);
         ck_assert_int_eq(a.r, -EREMOTEIO);
@@ -435,7 +436,7 @@ START_TEST(test_error_reply) {
         ck_assert_str_eq(a.error.desc, "Device 'nope' not found");
 
         /* A malformed error still fails the command as a QMP error. */
-        reply_t b = { 0 };
+        reply_t b = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "x", NULL, on_reply, &b), 0);
         mon_expect("x", &id);
         snprintf(buf, sizeof buf, "{\"id\": %lld, \"error\": 42}\n", (long long) id);
@@ -449,7 +450,7 @@ END_TEST
 START_TEST(test_events_interleaved) {
         start_client();
         mon_handshake();
-        reply_t a = { 0 };
+        reply_t a = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "stop", NULL, on_reply, &a), 0);
         json_int_t id;
         mon_expect("stop", &id);
@@ -476,7 +477,7 @@ START_TEST(test_partial_lines) {
         start_client();
         /* The greeting and everything after it arrive one byte at a time. */
         for (const char *p = GREETING; *p; p++) {
-                char one[2] = { *p, 0 };
+                char one[2] = {*p, 0};
                 mon_send(one);
         }
         json_int_t id;
@@ -484,7 +485,7 @@ START_TEST(test_partial_lines) {
         char buf[256];
         snprintf(buf, sizeof buf, "{\"return\": {}, \"id\": %lld}\r\n{\"event\": \"RESUME\"}\r\n", (long long) id);
         for (const char *p = buf; *p; p++) {
-                char one[2] = { *p, 0 };
+                char one[2] = {*p, 0};
                 mon_send(one);
                 if (p == buf + 10)
                         usleep(20000);
@@ -497,7 +498,7 @@ END_TEST
 
 START_TEST(test_commands_wait_for_handshake) {
         start_client();
-        reply_t a = { 0 };
+        reply_t a = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "query-status", NULL, on_reply, &a), 0);
         mon_send(GREETING);
         json_int_t id;
@@ -520,7 +521,7 @@ START_TEST(test_unknown_ids_and_messages_ignored) {
         mon_handshake();
         mon_send("{\"return\": {}, \"id\": 999}\r\n{\"return\": {}}\r\n{\"return\": {}, \"id\": \"str\"}\r\n"
                  "{\"something\": \"new\"}\r\n\r\n   \r\n{\"event\": 5}\r\n");
-        reply_t a = { 0 };
+        reply_t a = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "x", NULL, on_reply, &a), 0);
         json_int_t id;
         mon_expect("x", &id);
@@ -536,7 +537,7 @@ END_TEST
 START_TEST(test_disconnect_fails_pending_and_raises_shutdown_once) {
         start_client();
         mon_handshake();
-        reply_t a = { 0 }, b = { 0 };
+        reply_t a = {0}, b = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "one", NULL, on_reply, &a), 0);
         ck_assert_int_eq(qmp_call_async(fx.q, "two", NULL, on_reply, &b), 0);
         json_int_t id;
@@ -562,18 +563,15 @@ END_TEST
 
 START_TEST(test_garbage_disconnects) {
         static const char *const garbage[] = {
-                "not json at all\n",
-                "[1, 2, 3]\n",
-                "{\"return\": {}} trailing\n",
-                "{\"unterminated\": \n",
-                "\"a string\"\n",
+                "not json at all\n",     "[1, 2, 3]\n",    "{\"return\": {}} trailing\n",
+                "{\"unterminated\": \n", "\"a string\"\n",
         };
         for (size_t i = 0; i < ELEMENTSOF(garbage); i++) {
                 teardown();
                 setup();
                 start_client();
                 mon_handshake();
-                reply_t a = { 0 };
+                reply_t a = {0};
                 ck_assert_int_eq(qmp_call_async(fx.q, "x", NULL, on_reply, &a), 0);
                 json_int_t id;
                 mon_expect("x", &id);
@@ -589,7 +587,7 @@ END_TEST
 START_TEST(test_overlong_line) {
         start_client();
         mon_handshake();
-        reply_t a = { 0 };
+        reply_t a = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "x", NULL, on_reply, &a), 0);
         json_int_t id;
         mon_expect("x", &id);
@@ -597,7 +595,7 @@ START_TEST(test_overlong_line) {
         memset(junk, ' ', 1 << 20);
         size_t total = 0;
         while (total <= QMP_MESSAGE_MAX + (1u << 20)) {
-                struct pollfd pfd = { .fd = fx.monitor_fd, .events = POLLOUT };
+                struct pollfd pfd = {.fd = fx.monitor_fd, .events = POLLOUT};
                 if (poll(&pfd, 1, 2000) != 1)
                         break;
                 ssize_t n = write(fx.monitor_fd, junk, 1 << 20);
@@ -618,7 +616,7 @@ START_TEST(test_call_timeout_then_late_reply) {
         json_int_t id;
         mon_expect("slow", &id);
         mon_reply(id, "\"late\"");
-        reply_t a = { 0 };
+        reply_t a = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "next", NULL, on_reply, &a), 0);
         json_int_t id2;
         mon_expect("next", &id2);
@@ -642,7 +640,7 @@ END_TEST
 START_TEST(test_close_cancels_pending_without_event) {
         start_client();
         mon_handshake();
-        reply_t a = { 0 };
+        reply_t a = {0};
         ck_assert_int_eq(qmp_call_async(fx.q, "x", NULL, on_reply, &a), 0);
         qmp_client_close(TAKE_PTR(fx.q));
         ck_assert(a.done);
@@ -688,7 +686,7 @@ START_TEST(test_connect_long_path) {
         int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_ge(lfd, 0);
         ck_assert_int_eq(chdir(dir), 0);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "qmp.sock" };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "qmp.sock"};
         ck_assert_int_eq(bind(lfd, (struct sockaddr *) &sa, sizeof sa), 0);
         ck_assert_int_eq(listen(lfd, 1), 0);
 
@@ -698,9 +696,9 @@ START_TEST(test_connect_long_path) {
         ck_assert_int_ge(stale, 0);
         close(stale);
 
-        static const canned_t table[] = { { "query-status", "{\"return\": {\"status\": \"paused\"}}" } };
-        script_t s = { .table = table, .n = 1 };
-        accept_args_t args = { .lfd = lfd, .script = &s };
+        static const canned_t table[] = {{"query-status", "{\"return\": {\"status\": \"paused\"}}"}};
+        script_t s = {.table = table, .n = 1};
+        accept_args_t args = {.lfd = lfd, .script = &s};
         pthread_t t;
         ck_assert_int_eq(pthread_create(&t, NULL, accept_then_script, &args), 0);
         ck_assert_int_eq(qmp_client_connect(fx.loop, path, 5000, on_event, &fx, &q), 0);
@@ -733,8 +731,8 @@ static void *caller_main(void *userdata) {
 }
 
 START_TEST(test_many_concurrent_sync_callers) {
-        static const canned_t table[] = { { "echo", "@" } };
-        script_t s = { .table = table, .n = 1 };
+        static const canned_t table[] = {{"echo", "@"}};
+        script_t s = {.table = table, .n = 1};
         pthread_t t = script_start(&s);
         start_client();
         ck_assert_int_eq(qmp_client_wait_ready(fx.q, 5000), 0);
