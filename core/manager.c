@@ -875,6 +875,12 @@ int sandbox_boot_vm(sandbox_t *sb, kd_error_t *e) {
                 .vcpus = vcpus ? vcpus : m->default_vcpus,
                 .memory_mib = memory ? memory : m->default_memory_mib,
         };
+        /* The share must be in place before the VM starts: QEMU opens its root once, and binds made
+         * later below a directory it opened beneath a later self-bind would stay invisible to it. */
+        char share[4096];
+        if (sandbox_share_dir(sb, share, sizeof share) && (r = share_setup(share)) < 0)
+                return kd_error_set(e, r, "internal", "cannot prepare the share of sandbox \"%s\": %s", sb->id,
+                                    strerror(-r));
         vm_t *vm;
         r = factory_get_vm(m->factory, sb->hypervisor, &vc, &vm);
         if (r < 0)

@@ -1243,6 +1243,7 @@ static void qemu_free(vmm_t *vmm) {
 
 static const vmm_ops_t qemu_ops = {
         .name = "qemu",
+        .shares_files = true,
         .boot = qemu_boot,
         .attach = qemu_attach,
         .boot_from_template = NULL, /* later: -incoming from a saved migration stream */
