@@ -658,7 +658,8 @@ static int load_containers(sandbox_t *sb) {
                 sb->containers = n;
                 sb->containers[sb->n_containers++] = c;
         }
-        qsort(sb->containers, sb->n_containers, sizeof *sb->containers, compare_index);
+        if (sb->n_containers > 1)
+                qsort(sb->containers, sb->n_containers, sizeof *sb->containers, compare_index);
         return 0;
 }
 
