@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "json-util.h"
 #include "log.h"
@@ -54,17 +55,34 @@ static int call(sandbox_t *sb, const char *method, json_t *params, json_t **ret,
         return 0;
 }
 
+/* Notes the stdio streams a CreateContainer result names and starts capturing them. */
+static void container_take_streams(sandbox_t *sb, container_t *c, json_t *result) {
+        json_t *streams = json_get_object(result, "Streams");
+        json_int_t out = json_get_int(streams, "Stdout", 0), err = json_get_int(streams, "Stderr", 0);
+        pthread_mutex_lock(&sb->mu);
+        c->stdout_stream = out > 0 && out <= UINT32_MAX ? (uint32_t) out : 0;
+        c->stderr_stream = err > 0 && err <= UINT32_MAX ? (uint32_t) err : 0;
+        pthread_mutex_unlock(&sb->mu);
+        log_sink_detach(TAKE_PTR(c->logs));
+        container_attach_logs(sb, c);
+}
+
 int container_create_in_guest(sandbox_t *sb, container_t *c, kd_error_t *e) {
         int r = sandbox_ensure_vm(sb, e);
         if (r < 0)
                 return r;
         const char *hostname = json_get_string(sb->config, "Hostname");
         char share[4096];
-        if (!sandbox_share_dir(sb, share, sizeof share))
-                return call(sb, "CreateContainer",
-                            json_pack("{s:s, s:s, s:O, s:s}", "SandboxID", sb->id, "ContainerID", c->id, "Config",
-                                      c->config, "Hostname", strempty(hostname) ? sb->id : hostname),
-                            NULL, e, c->id);
+        _cleanup_json_ json_t *result = NULL;
+        if (!sandbox_share_dir(sb, share, sizeof share)) {
+                r = call(sb, "CreateContainer",
+                         json_pack("{s:s, s:s, s:O, s:s}", "SandboxID", sb->id, "ContainerID", c->id, "Config",
+                                   c->config, "Hostname", strempty(hostname) ? sb->id : hostname),
+                         &result, e, c->id);
+                if (r >= 0)
+                        container_take_streams(sb, c, result);
+                return r;
+        }
 
         if (strempty(rootfs_path(c->config)))
                 return kd_error_set(e, -EINVAL, "invalid_field", "container \"%s\" needs a RootFs on hypervisor %s",
@@ -81,9 +99,11 @@ int container_create_in_guest(sandbox_t *sb, container_t *c, kd_error_t *e) {
         r = call(sb, "CreateContainer",
                  json_pack("{s:s, s:s, s:O, s:s, s:s}", "SandboxID", sb->id, "ContainerID", c->id, "Config",
                            guest_config, "Rootfs", guest_rootfs, "Hostname", strempty(hostname) ? sb->id : hostname),
-                 NULL, e, c->id);
+                 &result, e, c->id);
         if (r < 0)
                 unshare_container(share, c->id);
+        else
+                container_take_streams(sb, c, result);
         return r;
 }
 
@@ -409,6 +429,10 @@ int manager_container_delete(manager_t *m, const char *sid, const char *cid, boo
                         goto out;
         }
         container_unshare(sb, c);
+        log_sink_detach(TAKE_PTR(c->logs));
+        char log_file[4096];
+        logs_path(m->run_dir, sid, cid, log_file, sizeof log_file);
+        unlink(log_file);
         pthread_mutex_lock(&sb->mu);
         r = unpersist_container(sb, c);
         if (r >= 0) {
@@ -555,4 +579,30 @@ int manager_container_ps(manager_t *m, const char *sid, const char *cid, const c
                          ret, e, cid);
         sandbox_release_ref(sb);
         return r;
+}
+
+int manager_container_logs(manager_t *m, const char *sid, const char *cid, kd_error_t *e, char **ret_data,
+                           size_t *ret_len) {
+        if (!id_is_valid(cid))
+                return kd_error_set(e, -EINVAL, "invalid_id", "invalid container id");
+        sandbox_t *sb;
+        int r = sandbox_read_begin(m, sid, e, &sb);
+        if (r < 0)
+                return r;
+        bool known = sandbox_find_container(sb, cid) != NULL;
+        sandbox_read_end(sb);
+        if (!known)
+                return kd_error_set(e, -ENOENT, "container_not_found", "container \"%s\" not found in sandbox \"%s\"",
+                                    cid, sid);
+        char path[4096];
+        logs_path(m->run_dir, sid, cid, path, sizeof path);
+        r = read_file(path, LOGS_MAX_BYTES, ret_data, ret_len);
+        if (r == -ENOENT) {
+                *ret_data = strdup("");
+                *ret_len = 0;
+                r = *ret_data ? 0 : -ENOMEM;
+        }
+        if (r < 0)
+                return kd_error_set(e, r, "internal", "cannot read the log of container \"%s\": %s", cid, strerror(-r));
+        return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "agent/agent.h"
+#include "logs.h"
 #include "manager.h"
 #include "types.h"
 #include "util.h"
@@ -20,6 +21,8 @@ typedef struct container {
         int64_t start_ns;    /* 0 until started */
         bool exited;
         int exit_code;
+        uint32_t stdout_stream, stderr_stream; /* the agent's stdio streams of its own process; 0: none */
+        log_sink_t *logs;                      /* consuming them into the log file, while attached */
 } container_t;
 
 typedef struct sandbox {
@@ -111,6 +114,10 @@ int container_config_check(json_t *config, const char *what, kd_error_t *e);
 /* Makes sure sb->vm and sb->agent are attached (op held); marks the sandbox stopped and returns
  * -ESHUTDOWN (503) when its VM is gone. */
 int sandbox_ensure_vm(sandbox_t *sb, kd_error_t *e);
+/* Stops capturing logs and closes the sandbox's agent handle (op held). */
+void sandbox_close_agent(sandbox_t *sb);
+/* Starts capturing the container's output into its log file, when its agent has streams. */
+void container_attach_logs(sandbox_t *sb, container_t *c);
 /* Drops the VM and agent handles without stopping the VM (op held). */
 void sandbox_drop_handles(sandbox_t *sb);
 /* Marks every container stopped and the sandbox stopped after its VM vanished (op held). */

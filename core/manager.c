@@ -128,7 +128,7 @@ static int sandbox_new(manager_t *m, const char *sid, sandbox_t **ret) {
 void sandbox_free(sandbox_t *sb) {
         if (!sb)
                 return;
-        agent_close(sb->agent);
+        sandbox_close_agent(sb);
         vm_release(sb->vm);
         for (size_t i = 0; i < sb->n_containers; i++)
                 container_free(sb->containers[i]);
@@ -254,10 +254,11 @@ int persist_container(sandbox_t *sb, container_t *c) {
         char key[STORE_KEY_MAX];
         key_container(key, sizeof key, sb->id, c->id);
         _cleanup_json_ json_t *rec = json_pack(
-                "{s:i, s:s, s:i, s:O, s:O?, s:s, s:b, s:i, s:I, s:b, s:i}", "Version", RECORD_VERSION, "ID", c->id,
-                "Index", (int) c->index, "Config", c->config, "Resources", c->resources, "State",
+                "{s:i, s:s, s:i, s:O, s:O?, s:s, s:b, s:i, s:I, s:b, s:i, s:I, s:I}", "Version", RECORD_VERSION, "ID",
+                c->id, "Index", (int) c->index, "Config", c->config, "Resources", c->resources, "State",
                 vc_state_to_string(c->state), "PausedBySandbox", c->paused_by_sandbox, "PID", c->pid, "StartNs",
-                (json_int_t) c->start_ns, "Exited", c->exited, "ExitCode", c->exit_code);
+                (json_int_t) c->start_ns, "Exited", c->exited, "ExitCode", c->exit_code, "StdoutStream",
+                (json_int_t) c->stdout_stream, "StderrStream", (json_int_t) c->stderr_stream);
         if (!rec)
                 return -ENOMEM;
         return save_json(sb->m->store, key, rec);
@@ -404,11 +405,29 @@ int sandbox_ensure_vm(sandbox_t *sb, kd_error_t *e) {
                 return kd_error_set(e, -ESHUTDOWN, "unavailable", "cannot reach the agent of sandbox \"%s\": %s",
                                     sb->id, strerror(-r));
         agent_set_event_handler(sb->agent, on_agent_event, sb);
+        for (size_t i = 0; i < sb->n_containers; i++)
+                container_attach_logs(sb, sb->containers[i]);
         return 0;
 }
 
-void sandbox_drop_handles(sandbox_t *sb) {
+void sandbox_close_agent(sandbox_t *sb) {
+        for (size_t i = 0; i < sb->n_containers; i++)
+                log_sink_detach(TAKE_PTR(sb->containers[i]->logs));
         agent_close(TAKE_PTR(sb->agent));
+}
+
+void container_attach_logs(sandbox_t *sb, container_t *c) {
+        if (!sb->agent || c->logs || (!c->stdout_stream && !c->stderr_stream))
+                return;
+        char path[4096];
+        logs_path(sb->m->run_dir, sb->id, c->id, path, sizeof path);
+        int r = log_sink_attach(sb->agent, path, c->stdout_stream, c->stderr_stream, &c->logs);
+        if (r < 0 && r != -EOPNOTSUPP)
+                log_warning_errno(r, "Cannot capture the output of container %s/%s: %m", sb->id, c->id);
+}
+
+void sandbox_drop_handles(sandbox_t *sb) {
+        sandbox_close_agent(sb);
         vm_release(TAKE_PTR(sb->vm));
 }
 
@@ -502,6 +521,10 @@ static void apply_guest_event(manager_t *m, const char *sid, json_t *ev) {
         const char *cid = json_get_string(ev, "ContainerID");
         if (type && streq(type, "vm-exit")) {
                 apply_vm_exit(m, sid);
+                return;
+        }
+        if (type && streq(type, "oom") && id_is_valid(cid)) {
+                emit_event(m, "container.oom", sid, cid, NULL, NULL, NULL);
                 return;
         }
         if (!type || !cid || !streq(type, "process-exit"))
@@ -650,6 +673,8 @@ static int load_containers(sandbox_t *sb) {
                 c->start_ns = json_get_int(rec, "StartNs", 0);
                 c->exited = json_get_bool(rec, "Exited", false);
                 c->exit_code = (int) json_get_int(rec, "ExitCode", 0);
+                c->stdout_stream = (uint32_t) json_get_int(rec, "StdoutStream", 0);
+                c->stderr_stream = (uint32_t) json_get_int(rec, "StderrStream", 0);
                 container_t **n = realloc(sb->containers, (sb->n_containers + 1) * sizeof *n);
                 if (!n) {
                         container_free(c);
@@ -840,7 +865,7 @@ bool sandbox_share_dir(sandbox_t *sb, char *buf, size_t size) {
 }
 
 static int sandbox_rollback_create(sandbox_t *sb) {
-        agent_close(TAKE_PTR(sb->agent));
+        sandbox_close_agent(sb);
         if (sb->vm)
                 vm_stop(TAKE_PTR(sb->vm), true);
         char share[4096];

@@ -102,6 +102,10 @@ int manager_container_update(manager_t *m, const char *sid, const char *cid, jso
 int manager_container_ps(manager_t *m, const char *sid, const char *cid, const char *format, json_t *args,
                          kd_error_t *e, json_t **ret);
 
+/* What the container's own process wrote to stdout and stderr (captured by katad, bounded). */
+int manager_container_logs(manager_t *m, const char *sid, const char *cid, kd_error_t *e, char **ret_data,
+                           size_t *ret_len);
+
 /* Processes; pid is the container id for the container's own process. */
 int manager_process_exec(manager_t *m, const char *sid, const char *cid, json_t *cmd, const kd_caller_t *who,
                          kd_error_t *e, json_t **ret_process);

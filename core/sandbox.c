@@ -62,6 +62,7 @@ int manager_sandbox_start_locked(sandbox_t *sb, const kd_caller_t *who, kd_error
                         c->start_ns = 0;
                         c->exited = false;
                         c->exit_code = 0;
+                        c->stdout_stream = c->stderr_stream = 0;
                         pthread_mutex_unlock(&sb->mu);
                         r = container_create_in_guest(sb, c, e);
                         if (r < 0)
@@ -118,7 +119,7 @@ static int sandbox_stop_locked(sandbox_t *sb, bool force, int timeout_sec, const
                                 log_warning("Stopping container %s/%s: %s", sb->id, c->id, ignored.message);
                 }
         }
-        agent_close(TAKE_PTR(sb->agent));
+        sandbox_close_agent(sb);
         r = vm_stop(TAKE_PTR(sb->vm), force);
         if (r < 0)
                 log_warning_errno(r, "Stopping the VM of sandbox %s: %m", sb->id);
@@ -252,7 +253,7 @@ int manager_sandbox_delete(manager_t *m, const char *sid, bool force, const kd_c
                 /* A ready sandbox has a VM with created containers: end it. */
                 kd_error_t ignored;
                 if (sandbox_ensure_vm(sb, &ignored) >= 0 || sb->vm) {
-                        agent_close(TAKE_PTR(sb->agent));
+                        sandbox_close_agent(sb);
                         vm_stop(TAKE_PTR(sb->vm), true);
                 }
         }

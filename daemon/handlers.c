@@ -277,6 +277,16 @@ HANDLER(handle_container_ps) {
         return reply(req, r, &e, 200, result);
 }
 
+HANDLER(handle_container_logs) {
+        kd_error_t e = { 0 };
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r = manager_container_logs(k->manager, SID, CID, &e, &data, &len);
+        if (r < 0)
+                return reply(req, r, &e, 200, NULL);
+        return respond_bytes(req, 200, data, len, "text/plain; charset=utf-8");
+}
+
 HANDLER(handle_process_exec) {
         kd_error_t e = { 0 };
         _cleanup_json_ json_t *cmd = NULL;

@@ -31,6 +31,7 @@ HANDLER(handle_container_kill);
 HANDLER(handle_container_stats);
 HANDLER(handle_container_update);
 HANDLER(handle_container_ps);
+HANDLER(handle_container_logs);
 HANDLER(handle_process_exec);
 HANDLER(handle_process_wait);
 HANDLER(handle_process_signal);

@@ -37,6 +37,7 @@ static const route_t routes[] = {
         { "GET", CT "/stats", handle_container_stats },
         { "PUT", CT "/resources", handle_container_update },
         { "GET", CT "/ps", handle_container_ps },
+        { "GET", CT "/logs", handle_container_logs },
         { "POST", CT "/processes", handle_process_exec },
         { "POST", PR "/wait", handle_process_wait },
         { "POST", PR "/signal", handle_process_signal },

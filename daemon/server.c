@@ -95,6 +95,10 @@ enum MHD_Result respond_text(request_t *req, unsigned status, const char *text) 
         return queue(req, status, text, strlen(text), "text/plain; charset=utf-8");
 }
 
+enum MHD_Result respond_bytes(request_t *req, unsigned status, const void *data, size_t len, const char *type) {
+        return queue(req, status, data, len, type);
+}
+
 /* ---- request accessors ---- */
 
 const char *request_query(request_t *req, const char *name) {

@@ -42,6 +42,7 @@ enum MHD_Result respond_errorf(request_t *req, unsigned status, const char *code
         __attribute__((format(printf, 4, 5)));
 enum MHD_Result respond_empty(request_t *req, unsigned status);
 enum MHD_Result respond_text(request_t *req, unsigned status, const char *text);
+enum MHD_Result respond_bytes(request_t *req, unsigned status, const void *data, size_t len, const char *type);
 
 /* The query parameter, or NULL. */
 const char *request_query(request_t *req, const char *name);

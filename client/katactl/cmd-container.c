@@ -568,6 +568,24 @@ static int container_ps(katactl_t *ctx, const command_t *cmd, int argc, char **a
         return print_process_table(list);
 }
 
+static int container_logs(katactl_t *ctx, const command_t *cmd, int argc, char **argv) {
+        _cleanup_(http_response_done) http_response_t response = {};
+        char path[KATACTL_PATH_MAX];
+        int r;
+
+        if ((r = command_parse_simple(cmd, argc, argv, 2, 2)) != 0)
+                return r;
+        const char *sid = argv[optind], *cid = argv[optind + 1];
+        if ((r = check_ids(cmd, sid, cid)) != 0)
+                return r;
+        container_path(path, sizeof path, sid, cid, "/logs");
+        if ((r = katactl_request(ctx, "GET", path, NULL, NULL, &response)) != 0)
+                return r;
+        /* The container's output, byte for byte. */
+        fwrite(response.body, 1, response.body_size, stdout);
+        return 0;
+}
+
 static const command_t container_create_command = {
         .name = "create",
         .usage = "container create SID [-f FILE] [--id ID] [--rootfs PATH] [-- CMD [ARGS...]]",
@@ -686,6 +704,23 @@ static const command_t container_ps_command = {
         .run = container_ps,
 };
 
+static const command_t container_logs_command = {
+        .name = "logs",
+        .usage = "container logs SID CID",
+        .summary = "Print what a container's own process wrote (GET .../containers/CID/logs)",
+        .help = "katad captures stdout and stderr of the container's own process (at most 8 MiB).\n",
+        .run = container_logs,
+};
+
+/* "katactl logs" is "katactl container logs". */
+const command_t command_logs = {
+        .name = "logs",
+        .usage = "logs SID CID",
+        .summary = "Print what a container's own process wrote (same as 'container logs')",
+        .help = "See 'katactl container logs --help'.\n",
+        .run = container_logs,
+};
+
 /* "katactl ps" is "katactl container ps". */
 const command_t command_ps = {
         .name = "ps",
@@ -698,6 +733,7 @@ const command_t command_ps = {
 static const command_t *const container_commands[] = {
         &container_create_command, &container_list_command, &container_status_command, &container_start_command,
         &container_stop_command,   &container_pause_command, &container_resume_command, &container_kill_command,
+        &container_logs_command,
         &container_delete_command, &container_stats_command, &container_update_command, &container_ps_command,
         NULL,
 };

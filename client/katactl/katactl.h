@@ -65,6 +65,7 @@ extern const command_t command_version;
 extern const command_t command_sandbox;
 extern const command_t command_container;
 extern const command_t command_ps;
+extern const command_t command_logs;
 extern const command_t command_exec;
 extern const command_t command_wait;
 extern const command_t command_signal;

@@ -25,7 +25,7 @@ static const command_t command_help_verb = {
 };
 
 static const command_t *const top_commands[] = {
-        &command_version, &command_sandbox, &command_container, &command_ps,
+        &command_version, &command_sandbox, &command_container, &command_ps, &command_logs,
         &command_exec,    &command_wait,    &command_signal,    &command_winsize,
         &command_stats,   &command_events,  &command_device,    &command_interface,
         &command_route,   &command_factory, &command_help_verb, NULL,
