@@ -65,6 +65,11 @@ void event_bus_free(event_bus_t *bus) {
 
 void event_bus_publish(event_bus_t *bus, json_t *event) {
         pthread_mutex_lock(&bus->lock);
+        /* Stamped here, in the order of the stream: two emitters racing would otherwise publish
+         * their events in another order than the times they took. */
+        char when[64];
+        format_rfc3339(now_realtime_ns(), when, sizeof when);
+        json_object_set_new(event, "Time", json_string(when));
         size_t slot = bus->next_seq % bus->size;
         json_decref(bus->ring[slot]);
         bus->ring[slot] = json_incref(event);

@@ -12,7 +12,8 @@ int event_bus_new(size_t history, event_bus_t **ret);
 void event_bus_shutdown(event_bus_t *bus);
 /* Frees the bus; every subscription must be freed first. */
 void event_bus_free(event_bus_t *bus);
-/* Appends an event (borrowed; the bus keeps its own reference) and wakes subscribers. */
+/* Appends an event (borrowed; the bus keeps its own reference), setting its "Time" so that the
+ * stream is in time order, and wakes subscribers. */
 void event_bus_publish(event_bus_t *bus, json_t *event);
 
 /* Subscribes to events of one sandbox (and container) or of all (NULL). Events in the history

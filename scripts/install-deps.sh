@@ -7,8 +7,9 @@ packages=(
         build-essential autoconf automake libtool pkg-config
         libmicrohttpd-dev libjansson-dev libevent-dev libsqlite3-dev libsystemd-dev libssl-dev
         libinih-dev libleveldb-dev libcurl4-openssl-dev check
-        # run
-        curl systemd
+        # run: QEMU, and the guest kernel's source and build tools (make guest)
+        curl systemd qemu-system-x86 busybox-static
+        linux-source-6.1 bc bison flex libelf-dev xz-utils cpio
         # tests: integration, spec, sanitizers, fuzzing
         python3 python3-pytest python3-yaml python3-jsonschema python3-websocket
         nodejs npm clang libfuzzer-14-dev libclang-rt-14-dev valgrind

@@ -29,8 +29,19 @@ npm ci --prefix tests/spec --no-audit --no-fund --silent
 node tests/spec/validate.mjs api/openapi.yaml
 build/katad --list-routes | $python tests/spec/check_routes.py api/openapi.yaml -
 
-stage "Integration tests"
+stage "Integration tests (mock hypervisor)"
 KATAD_BIN=$top/build/katad KATACTL_BIN=$top/build/katactl $python -m pytest -q -p no:cacheprovider tests/integration
+
+stage "Guest image: kernel (cached by content) and initrd"
+(cd build && make guest)
+export KATAD_GUEST_DIR=$top/build/guest KATAD_GUEST_KERNEL=$top/build/guest/vmlinux
+export KATAD_AGENT=$top/build/agent/katad-agent
+
+stage "Guest agent: on the host, and as PID 1 of a VM"
+$python -m pytest -q -p no:cacheprovider tests/agent
+
+stage "QEMU driver against real VMs"
+$python -m pytest -q -p no:cacheprovider tests/qemu
 
 stage "Unit and integration tests under AddressSanitizer and UBSan"
 mkdir -p build-asan

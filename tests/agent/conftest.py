@@ -26,7 +26,7 @@ def find_agent():
     for c in candidates:
         if c and os.access(c, os.X_OK):
             return c
-    pytest.skip("katad-agent not built (set KATAD_AGENT)")
+    pytest.fail("katad-agent not built (run make in build/, or set KATAD_AGENT)")
 
 
 def is_static(path):
@@ -37,7 +37,7 @@ def is_static(path):
 @pytest.fixture(scope="session")
 def agent_binary():
     if os.geteuid() != 0:
-        pytest.skip("the agent's host tests need root")
+        pytest.fail("the agent's host tests need root")
     return find_agent()
 
 
@@ -45,7 +45,7 @@ def agent_binary():
 def rootfs(tmp_path_factory):
     busybox = shutil.which("busybox") or "/bin/busybox"
     if not os.path.exists(busybox) or not is_static(busybox):
-        pytest.skip("needs a static busybox (apt-get install busybox-static)")
+        pytest.fail("needs a static busybox (apt-get install busybox-static)")
     root = tmp_path_factory.mktemp("rootfs")
     (root / "bin").mkdir()
     (root / "etc").mkdir()

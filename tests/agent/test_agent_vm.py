@@ -28,9 +28,9 @@ class VM:
     def __init__(self, workdir, rootfs):
         kernel = guest_kernel()
         if not kernel:
-            pytest.skip("no guest kernel (set KATAD_GUEST_KERNEL or run scripts/build-guest.sh --kernel-only)")
+            pytest.fail("no guest kernel (set KATAD_GUEST_KERNEL or run make guest)")
         if not shutil.which("qemu-system-x86_64"):
-            pytest.skip("qemu-system-x86_64 is not installed")
+            pytest.fail("qemu-system-x86_64 is not installed")
         self.workdir = workdir
         self.share = os.path.join(workdir, "share")
         os.makedirs(self.share)

@@ -4,12 +4,13 @@
 # sanitizer report.
 #
 # Usage: tests/fuzz/run.sh [BUILD_DIR]    (default: a temporary directory, removed afterwards)
-# Environment: FUZZ_SECONDS, CC (default clang-14, else clang), FUZZ_TARGETS (default "body websocket")
+# Environment: FUZZ_SECONDS, CC (default clang-14, else clang), FUZZ_TARGETS (default: every target:
+# body websocket agent_client qmp agent_frames)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 seconds=${FUZZ_SECONDS:-30}
-targets=${FUZZ_TARGETS:-body websocket}
+targets=${FUZZ_TARGETS:-body websocket agent_client qmp agent_frames}
 
 if [[ $# -ge 1 ]]; then
         build=$1
@@ -33,12 +34,31 @@ read -r -a crypto_libs <<<"$(pkg-config --libs libcrypto 2>/dev/null || echo -lc
 
 common_sources=(core/schema.c core/error.c core/types.c common/util.c common/log.c common/json-util.c
                 common/websocket.c)
+read -r -a event_flags <<<"$(pkg-config --cflags --libs libevent libevent_pthreads 2>/dev/null || echo -levent -levent_pthreads)"
+
+# Each target: its source, and what it needs beyond the common sources.
+declare -A target_source=(
+        [body]=tests/fuzz/fuzz_body.c
+        [websocket]=tests/fuzz/fuzz_websocket.c
+        [agent_client]=tests/fuzz/fuzz_agent_client.c
+        [qmp]=tests/fuzz/fuzz_qmp.c
+        [agent_frames]=tests/agent/fuzz_agent_frames.c
+)
+declare -A target_extra=(
+        [agent_client]="agent/client.c agent/protocol.c agent/agent.c -pthread"
+        [qmp]="vmm/qmp.c -pthread ${event_flags[*]}"
+        [agent_frames]="agent/guest/session.c agent/guest/rpc.c agent/guest/spec.c agent/protocol.c"
+)
+declare -A target_corpus=(
+        [agent_frames]=tests/agent/corpus/agent_frames
+)
 
 cd "$root"
 for t in $targets; do
         echo "== building fuzz_$t"
-        "$CC" "${cflags[@]}" "${jansson_cflags[@]}" -o "$build/fuzz_$t" "tests/fuzz/fuzz_$t.c" \
-                "${common_sources[@]}" "${jansson_libs[@]}" "${crypto_libs[@]}"
+        read -r -a extra <<<"${target_extra[$t]:-}"
+        "$CC" "${cflags[@]}" "${jansson_cflags[@]}" -o "$build/fuzz_$t" "${target_source[$t]}" \
+                "${common_sources[@]}" "${extra[@]}" "${jansson_libs[@]}" "${crypto_libs[@]}"
 done
 
 # Key names and tokens help libFuzzer reach deep schema paths quickly.
@@ -88,7 +108,8 @@ for t in $targets; do
         corpus="$build/corpus-$t"
         rm -rf "$corpus"
         mkdir -p "$corpus" "$build/artifacts-$t"
-        cp -r "$root/tests/fuzz/corpus/$t/." "$corpus/"
+        seeds=$root/${target_corpus[$t]:-tests/fuzz/corpus/$t}
+        [[ -d $seeds ]] && cp -r "$seeds/." "$corpus/"
         dict=()
         [[ -f $build/$t.dict ]] && dict=(-dict="$build/$t.dict")
         echo "== running fuzz_$t for ${seconds}s"

@@ -79,7 +79,7 @@ def pid_running(pid, start_time=None):
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory):
     if not os.access(QEMU, os.X_OK):
-        pytest.skip(f"{QEMU} is missing (apt-get install qemu-system-x86)")
+        pytest.fail(f"{QEMU} is missing (apt-get install qemu-system-x86)")
     out = tmp_path_factory.mktemp("qemu-build")
     subprocess.run([str(REPO / "tests/qemu/build.sh"), str(out)], check=True, timeout=300,
                    stdout=subprocess.DEVNULL)
@@ -92,7 +92,7 @@ def artifacts(tmp_path_factory):
         elif (out / "vmlinuz-debian").exists():
             kernel, initrd = str(out / "vmlinuz-debian"), initrd or str(out / "initrd-debian.img")
         else:
-            pytest.skip("no guest kernel: run scripts/build-guest.sh or apt-get install linux-image-amd64")
+            pytest.fail("no guest kernel: run make guest, or apt-get install linux-image-amd64")
     return {"harness": str(out / "vmm-harness"), "kernel": kernel, "initrd": initrd or str(out / "initrd.img")}
 
 
