@@ -46,7 +46,7 @@ int config_init(katad_config_t *c) {
         c->socket_group = strdup("");
         c->state_dir = strdup("/var/lib/katad");
         c->run_dir = strdup("/run/katad");
-        c->hypervisor = strdup("mock");
+        c->hypervisor = strdup("qemu");
         c->store = strdup("sqlite");
         c->qemu_path = strdup("/usr/bin/qemu-system-x86_64");
         c->accelerator = strdup("auto");

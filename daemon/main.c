@@ -36,7 +36,7 @@ static void help(void) {
                "  --state-dir DIR        persistent state: the store (default /var/lib/katad)\n"
                "  --run-dir DIR          runtime files: VM sockets, logs (default /run/katad)\n"
                "  --config FILE          INI configuration file (default " DEFAULT_CONFIG_FILE ", if present)\n"
-               "  --hypervisor NAME      default hypervisor: qemu or mock\n"
+               "  --hypervisor NAME      default hypervisor: qemu (the default) or mock\n"
                "  --store NAME           metadata store: sqlite, fs or leveldb\n"
                "  --log-level LEVEL      error, warning, notice, info or debug\n"
                "  --mock-boot-delay-ms N how long a mock VM takes to boot\n"

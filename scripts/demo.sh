@@ -1,7 +1,7 @@
 #!/bin/bash
 # Brings katad up on its installed defaults (as a systemd service where systemd runs, else as a
-# background process) and runs a demo sandbox through it with katactl. Run as root after
-# `make install`.
+# background process) and runs a demo sandbox through it with katactl: a busybox container in a
+# VM prints its `uname -r` (the guest kernel). Run as root after `make install install-guest`.
 set -euo pipefail
 
 sock=/run/katad/katad.sock
@@ -24,30 +24,43 @@ elif ! command katactl --socket "$sock" info >/dev/null 2>&1; then
 fi
 
 katactl info
-cat >/tmp/katad-demo.json <<'JSON'
+
+# A busybox root filesystem for the demo's containers.
+rootfs=/var/lib/katad-demo/rootfs
+if [ ! -x "$rootfs/bin/busybox" ]; then
+        mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" "$rootfs/tmp"
+        cp /bin/busybox "$rootfs/bin/busybox"
+        for applet in sh echo sleep cat ps id hostname uname true false ls; do
+                ln -sf busybox "$rootfs/bin/$applet"
+        done
+        echo 'root:x:0:0:root:/:/bin/sh' >"$rootfs/etc/passwd"
+        echo 'root:x:0:' >"$rootfs/etc/group"
+fi
+
+cat >/tmp/katad-demo.json <<JSON
 {
   "ID": "demo",
   "Hostname": "demo",
   "Annotations": {"example.org/owner": "demo"},
   "Containers": [
-    {"ID": "web", "Cmd": {"Args": ["sleep", "infinity"], "Envs": [{"Var": "PORT", "Value": "8080"}]}},
-    {"ID": "job", "Cmd": {"Args": ["sh", "-c", "sleep 1; exit 3"]}}
+    {"ID": "hello", "RootFs": "$rootfs",
+     "Cmd": {"Args": ["uname", "-r"], "Envs": [{"Var": "PATH", "Value": "/bin"}]}},
+    {"ID": "web", "RootFs": "$rootfs",
+     "Cmd": {"Args": ["sleep", "1000"], "Envs": [{"Var": "PATH", "Value": "/bin"}]}}
   ]
 }
 JSON
 set -x
 katactl sandbox delete --force demo 2>/dev/null || true
 katactl sandbox run -f /tmp/katad-demo.json
-katactl sandbox list
+katactl wait demo hello
+katactl logs demo hello
 katactl container list demo
 katactl exec demo web sh -c "exit 7" || echo "exec exited with $?"
-katactl wait demo job
 katactl ps demo web
 katactl stats demo
-katactl container kill --signal SIGTERM demo web
-katactl wait demo web
 katactl sandbox stop demo
 katactl sandbox delete demo
 set +x
-echo "Demo done. Events of the demo:"
+echo "Demo done: the container printed the guest kernel's release above. Events of the demo:"
 timeout 2 curl -sN --unix-socket "$sock" "http://katad/v1/events?sandbox=demo&since=1970-01-01T00:00:00Z" || true
