@@ -43,6 +43,9 @@ $python -m pytest -q -p no:cacheprovider tests/agent
 stage "QEMU driver against real VMs"
 $python -m pytest -q -p no:cacheprovider tests/qemu
 
+stage "katad on real VMs: every sandbox, container and process operation"
+KATAD_BIN=$top/build/katad KATACTL_BIN=$top/build/katactl $python -m pytest -q -p no:cacheprovider tests/vm
+
 stage "Unit and integration tests under AddressSanitizer and UBSan"
 mkdir -p build-asan
 (cd build-asan && { [ -f Makefile ] || ../configure --enable-sanitizers --prefix=/usr --sysconfdir=/etc --localstatedir=/var --runstatedir=/run; } && make -j"$jobs")
