@@ -152,19 +152,20 @@ static int wait_exit(sandbox_t *sb, container_t *c, long timeout_ms, int *ret_co
         return 0;
 }
 
-int container_stop_locked(sandbox_t *sb, container_t *c, bool force, int timeout_sec, const kd_caller_t *who,
-                          kd_error_t *e) {
+/* First half of a stop: thaw and signal. Returns 1 when the container's process must now be waited
+ * for, 0 when the container is stopped already (or never ran). */
+static int stop_begin(sandbox_t *sb, container_t *c, bool force, const kd_caller_t *who, kd_error_t *e) {
         if (c->state == VC_STOPPED)
                 return 0;
-        int r, code = 128 + SIGKILL;
         if (c->state == VC_READY) {
                 /* Never started: nothing runs, only the state changes. */
                 pthread_mutex_lock(&sb->mu);
                 c->state = VC_STOPPED;
                 pthread_mutex_unlock(&sb->mu);
-                return commit_container(sb, c, "container.stop", who, e, NULL);
+                int r = commit_container(sb, c, "container.stop", who, e, NULL);
+                return r < 0 ? r : 0;
         }
-        r = sandbox_ensure_vm(sb, e);
+        int r = sandbox_ensure_vm(sb, e);
         if (r < 0)
                 return r;
         if (c->state == VC_PAUSED) {
@@ -173,15 +174,23 @@ int container_stop_locked(sandbox_t *sb, container_t *c, bool force, int timeout
                 if (r < 0 && e->status != 409)
                         return r;
         }
-        if (timeout_sec < 0)
-                timeout_sec = (int) sb->m->stop_timeout_sec;
-        int sig = force ? SIGKILL : SIGTERM;
         kd_error_t ignored;
-        call(sb, "SignalProcess", json_pack("{s:s, s:s, s:i, s:b}", "ContainerID", c->id, "ExecID", "", "Signal", sig, "All", 1),
+        call(sb, "SignalProcess",
+             json_pack("{s:s, s:s, s:i, s:b}", "ContainerID", c->id, "ExecID", "", "Signal", force ? SIGKILL : SIGTERM,
+                       "All", 1),
              NULL, &ignored, c->id);
-        r = wait_exit(sb, c, force ? KILL_WAIT_MS : (long) timeout_sec * 1000, &code, e);
+        return 1;
+}
+
+/* Second half: waits for the exit until deadline (monotonic ns), then SIGKILLs, and records it. */
+static int stop_finish(sandbox_t *sb, container_t *c, bool force, int64_t deadline_ns, const kd_caller_t *who,
+                       kd_error_t *e) {
+        int code = 128 + SIGKILL;
+        int64_t left_ms = (deadline_ns - now_monotonic_ns()) / 1000000;
+        int r = wait_exit(sb, c, force ? KILL_WAIT_MS : (left_ms > 0 ? left_ms : 0), &code, e);
         if (r < 0 && !force) {
-                log_info("Container %s/%s did not stop within %d s, killing it", sb->id, c->id, timeout_sec);
+                log_info("Container %s/%s did not stop in time, killing it", sb->id, c->id);
+                kd_error_t ignored;
                 call(sb, "SignalProcess",
                      json_pack("{s:s, s:s, s:i, s:b}", "ContainerID", c->id, "ExecID", "", "Signal", SIGKILL, "All", 1),
                      NULL, &ignored, c->id);
@@ -196,6 +205,45 @@ int container_stop_locked(sandbox_t *sb, container_t *c, bool force, int timeout
         c->exit_code = code;
         pthread_mutex_unlock(&sb->mu);
         return commit_container(sb, c, "container.stop", who, e, json_pack("{s:i}", "ExitCode", code));
+}
+
+static int64_t stop_deadline(sandbox_t *sb, int timeout_sec) {
+        if (timeout_sec < 0)
+                timeout_sec = (int) sb->m->stop_timeout_sec;
+        return now_monotonic_ns() + (int64_t) timeout_sec * 1000000000LL;
+}
+
+int container_stop_locked(sandbox_t *sb, container_t *c, bool force, int timeout_sec, const kd_caller_t *who,
+                          kd_error_t *e) {
+        int64_t deadline = stop_deadline(sb, timeout_sec);
+        int r = stop_begin(sb, c, force, who, e);
+        return r <= 0 ? r : stop_finish(sb, c, force, deadline, who, e);
+}
+
+int containers_stop_all_locked(sandbox_t *sb, bool force, int timeout_sec, const kd_caller_t *who) {
+        /* Every container gets its signal first and they share one grace period, as with docker
+         * stop of several containers: a sandbox stop takes the timeout once, not once each. */
+        int64_t deadline = stop_deadline(sb, timeout_sec);
+        bool *pending = calloc(sb->n_containers ? sb->n_containers : 1, sizeof *pending);
+        if (!pending)
+                return -ENOMEM;
+        kd_error_t e;
+        int failures = 0;
+        for (size_t i = 0; i < sb->n_containers; i++) {
+                int r = stop_begin(sb, sb->containers[i], force, who, &e);
+                if (r < 0) {
+                        log_warning("Stopping container %s/%s: %s", sb->id, sb->containers[i]->id, e.message);
+                        failures++;
+                }
+                pending[i] = r > 0;
+        }
+        for (size_t i = 0; i < sb->n_containers; i++)
+                if (pending[i] && stop_finish(sb, sb->containers[i], force, deadline, who, &e) < 0) {
+                        log_warning("Stopping container %s/%s: %s", sb->id, sb->containers[i]->id, e.message);
+                        failures++;
+                }
+        free(pending);
+        return failures ? -EIO : 0;
 }
 
 static int find(sandbox_t *sb, const char *cid, kd_error_t *e, container_t **ret) {

@@ -148,5 +148,8 @@ int container_stop_locked(sandbox_t *sb, container_t *c, bool force, int timeout
 /* Records that the container's own process exited (state stopped, exit code, stored, event), unless
  * that is already known; by whichever of the guest event and a wait learns it first. */
 bool container_record_exit(sandbox_t *sb, const char *cid, int code);
+/* Stops every running or paused container of sb: all are signalled, then share one grace period
+ * before SIGKILL. Failures are logged; -EIO when there were any (op held). */
+int containers_stop_all_locked(sandbox_t *sb, bool force, int timeout_sec, const kd_caller_t *who);
 /* Removes the container's host paths from the sandbox share, if it has one. */
 void container_unshare(sandbox_t *sb, container_t *c);

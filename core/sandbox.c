@@ -93,7 +93,6 @@ int manager_sandbox_start_locked(sandbox_t *sb, const kd_caller_t *who, kd_error
 static int sandbox_stop_locked(sandbox_t *sb, bool force, int timeout_sec, const kd_caller_t *who, kd_error_t *e) {
         if (sb->state == VC_STOPPED)
                 return 0;
-        kd_error_t ignored;
         int r = sandbox_ensure_vm(sb, e);
         if (r < 0)
                 return sb->state == VC_STOPPED ? 0 : r; /* a vanished VM leaves the sandbox stopped */
@@ -111,14 +110,8 @@ static int sandbox_stop_locked(sandbox_t *sb, bool force, int timeout_sec, const
                         }
                 pthread_mutex_unlock(&sb->mu);
         }
-        for (size_t i = 0; i < sb->n_containers; i++) {
-                container_t *c = sb->containers[i];
-                if (c->state == VC_RUNNING || c->state == VC_PAUSED) {
-                        r = container_stop_locked(sb, c, force, timeout_sec, who, &ignored);
-                        if (r < 0)
-                                log_warning("Stopping container %s/%s: %s", sb->id, c->id, ignored.message);
-                }
-        }
+        /* Containers that do not stop cleanly go down with the VM. */
+        containers_stop_all_locked(sb, force, timeout_sec, who);
         sandbox_close_agent(sb);
         r = vm_stop(TAKE_PTR(sb->vm), force);
         if (r < 0)

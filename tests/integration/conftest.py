@@ -517,7 +517,9 @@ def curl_api(sock, method, path, body=None, headers=None, raw=None, timeout=CURL
                     f"curl exit {p.returncode}: {p.stderr.decode(errors='replace').strip()}")
     ctype = hdrs_in.get("content-type", "")
     parsed = None
-    if text:
+    if ctype.startswith("text/"):
+        parsed = text  # an empty text body is still a (empty) string
+    elif text:
         if ctype.startswith("application/json"):
             try:
                 parsed = json.loads(text)
