@@ -158,6 +158,20 @@ build_kernel() {
 		log "kernel up to date ($out/vmlinux)"
 		return 0
 	fi
+	# One build at a time per cache (two would share obj/); a kernel already built for this key by
+	# any checkout is reused.
+	exec {lock_fd}>"$cache/.lock"
+	flock "$lock_fd"
+	local built="$cache/built/$key"
+	if [ -f "$built/vmlinux" ] && [ -f "$built/kernel.config" ]; then
+		cp "$built/vmlinux" "$out/vmlinux.tmp"
+		mv "$out/vmlinux.tmp" "$out/vmlinux"
+		cp "$built/kernel.config" "$out/kernel.config"
+		echo "$key" >"$out/vmlinux.key"
+		flock -u "$lock_fd"
+		log "kernel taken from the cache ($built)"
+		return 0
+	fi
 	ensure_source
 	local obj="$cache/obj" start=$SECONDS
 	mkdir -p "$obj"
@@ -173,9 +187,14 @@ build_kernel() {
 		tail -n 40 "$obj/build.log" >&2
 		die "kernel build failed (full log: $obj/build.log)"
 	fi
-	cp "$obj/vmlinux" "$out/vmlinux.tmp"
+	rm -rf "$cache/built"
+	mkdir -p "$built"
+	cp "$obj/vmlinux" "$built/vmlinux"
+	cp "$obj/.config" "$built/kernel.config"
+	flock -u "$lock_fd"
+	cp "$built/vmlinux" "$out/vmlinux.tmp"
 	mv "$out/vmlinux.tmp" "$out/vmlinux"
-	cp "$obj/.config" "$out/kernel.config"
+	cp "$built/kernel.config" "$out/kernel.config"
 	echo "$key" >"$out/vmlinux.key"
 	log "kernel built in $((SECONDS - start)) s: $out/vmlinux ($(stat -c %s "$out/vmlinux") bytes)"
 }
