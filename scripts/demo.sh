@@ -59,7 +59,7 @@ katactl container list demo
 katactl exec demo web sh -c "exit 7" || echo "exec exited with $?"
 katactl ps demo web
 katactl stats demo
-katactl sandbox stop demo
+katactl sandbox stop --timeout 2 demo
 katactl sandbox delete demo
 set +x
 echo "Demo done: the container printed the guest kernel's release above. Events of the demo:"
