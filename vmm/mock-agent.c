@@ -500,7 +500,9 @@ static void guest_rearm(mock_guest_t *g) {
         if (json_array_size(g->events) > 0)
                 next = now;
         if (next < 0) {
-                evtimer_del(g->timer);
+                /* Never the blocking event_del with the lock held: it would wait for a running
+                 * guest_tick, which waits for the lock. A tick already running re-arms itself. */
+                event_del_noblock(g->timer);
                 return;
         }
         int64_t delta = next > now ? next - now : 0;
@@ -671,7 +673,7 @@ void mock_guest_destroy(mock_guest_t *g) {
                                 process_exit(g, c, p, 128 + SIGKILL, now);
         g->dead = true;
         unlink(g->path);
-        evtimer_del(g->timer);
+        event_del_noblock(g->timer);
         pthread_cond_broadcast(&g->changed);
         pthread_mutex_unlock(&g->lock);
 }
