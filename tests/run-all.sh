@@ -67,6 +67,12 @@ cp systemd/katad.socket "$units/"
 SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$units/katad.socket" "$units/katad.service"
 
 stage "make distcheck"
-(cd build && make -j"$jobs" distcheck >/dev/null)
+if ! (cd build && make -j"$jobs" distcheck >distcheck.log 2>&1); then
+        tail -n 40 build/distcheck.log
+        for log in build/katad-*/_build/sub/tests/unit/*.log; do
+                grep -q -E '^(FAIL|ERROR)' "$log" 2>/dev/null && cat "$log"
+        done
+        exit 1
+fi
 
 stage "All tests passed"
