@@ -245,41 +245,17 @@ static int container_delete(katactl_t *ctx, const command_t *cmd, int argc, char
 }
 
 static int container_kill(katactl_t *ctx, const command_t *cmd, int argc, char **argv) {
-        static const struct option options[] = {
-                { "signal", required_argument, NULL, 's' },
-                { "all", no_argument, NULL, 'a' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
         _cleanup_(json_decrefp) json_t *body = NULL;
         _cleanup_(json_decrefp) json_t *answer = NULL;
         char path[KATACTL_PATH_MAX];
-        int sig = 15, c, r; /* SIGTERM */
-        bool all = false;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "s:ah", options, NULL)) >= 0)
-                switch (c) {
-                case 's':
-                        if ((r = command_parse_signal(cmd, optarg, &sig)) != 0)
-                                return r;
-                        break;
-                case 'a':
-                        all = true;
-                        break;
-                case 'h':
-                        return command_help(cmd);
-                default:
-                        return command_usage_error(cmd, NULL);
-                }
-        if ((r = command_check_args(cmd, argc - optind, 2, 2)) != 0)
+        if ((r = command_parse_signal_request(cmd, argc, argv, 2, &body)) != 0)
                 return r;
         const char *sid = argv[optind], *cid = argv[optind + 1];
         if ((r = check_ids(cmd, sid, cid)) != 0)
                 return r;
 
-        if (!(body = json_pack("{s:i,s:b}", "Signal", sig, "All", all)))
-                return katactl_oom();
         container_path(path, sizeof path, sid, cid, "/kill");
         if ((r = katactl_call(ctx, "POST", path, NULL, body, &answer)) != 0)
                 return r;

@@ -97,6 +97,9 @@ int command_find_double_dash(int argc, char **argv);
 int command_check_id(const command_t *cmd, const char *what, const char *id);
 /* Parses a signal name or number into *ret. */
 int command_parse_signal(const command_t *cmd, const char *s, int *ret);
+/* Parses [--signal SIG] [--all] and n_args positional arguments (from argv[optind]) into the body
+ * {"Signal":N,"All":bool} of a kill or signal request; returns like the other command_ helpers. */
+int command_parse_signal_request(const command_t *cmd, int argc, char **argv, int n_args, json_t **ret_body);
 /* Checks that an argument bound for a JSON string is UTF-8, as JSON demands. */
 int command_check_utf8(const command_t *cmd, const char *s);
 

@@ -158,6 +158,40 @@ int command_parse_signal(const command_t *cmd, const char *s, int *ret) {
         return 0;
 }
 
+int command_parse_signal_request(const command_t *cmd, int argc, char **argv, int n_args, json_t **ret_body) {
+        static const struct option options[] = {
+                { "signal", required_argument, NULL, 's' },
+                { "all", no_argument, NULL, 'a' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int sig = 15, c, r; /* SIGTERM */
+        bool all = false;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "s:ah", options, NULL)) >= 0)
+                switch (c) {
+                case 's':
+                        if ((r = command_parse_signal(cmd, optarg, &sig)) != 0)
+                                return r;
+                        break;
+                case 'a':
+                        all = true;
+                        break;
+                case 'h':
+                        return command_help(cmd);
+                default:
+                        return command_usage_error(cmd, NULL);
+                }
+        if ((r = command_check_args(cmd, argc - optind, n_args, n_args)) != 0)
+                return r;
+        json_t *body = json_pack("{s:i,s:b}", "Signal", sig, "All", all);
+        if (!body)
+                return katactl_oom();
+        *ret_body = body;
+        return 0;
+}
+
 int katactl_oom(void) {
         fputs("katactl: out of memory\n", stderr);
         return KATACTL_EXIT_FAILURE;
